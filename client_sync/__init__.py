@@ -1,0 +1,1 @@
+"""fieldsync client: device profile, outbox, sync, coordinator view, CLI."""

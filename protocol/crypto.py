@@ -1,0 +1,386 @@
+"""The crypto recipe: field tags, sealing and opening bundles, sealing epoch keys.
+
+Pure: no I/O, no clock. Randomness (data keys, ids) is passed in by the caller; the
+one exception is HPKE's encapsulation, which `cryptography` draws internally, so
+known-answer vectors pin the sealed key as an input (`_seal_bundle_from_parts`).
+
+Every failure of `open_bundle` and `verify_bundle` is one `InvalidBundle` with a
+code; signatures and cell ids are checked before anything is decrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from . import keys
+from .encoding import b64d, b64e, canonical_json, labelled, labelled_hash
+from .errors import InvalidBundle, InvalidEncoding
+from .model import Bundle, Cell, CellInput, OpenedCell
+from .padding import pad, unpad
+
+DATA_KEY_LEN = 32
+TAG_KEY_LEN = 32
+FIELD_TAG_LEN = 16
+
+L_FIELD_TAG = "fieldsync/v1/field-tag"
+L_CELL_AD = "fieldsync/v1/cell-ad"
+L_CELL_ID = "fieldsync/v1/cell-id"
+L_CELL_VALUE = "fieldsync/v1/cell-value"
+L_KEY_COMMIT = "fieldsync/v1/key-commit"
+L_DATA_KEY = "fieldsync/v1/data-key"
+L_BUNDLE_SIG = "fieldsync/v1/bundle-sig"
+L_BUNDLE_HASH = "fieldsync/v1/bundle-hash"
+L_EPOCH_KEY = "fieldsync/v1/epoch-key"
+
+Random = Callable[[int], bytes]
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
+
+
+def field_tag(tag_key: bytes, record_id: str, record_type: str, field: str) -> str:
+    """HMAC-SHA-256 over the record id, type and field name, truncated to 16 bytes.
+
+    The record id is inside the MAC (DESIGN.md had only `type.field`) so that two
+    records share no tag: a server cannot cluster records by type from their tags.
+    Type and field names match `NAME_RE`, so the zero separators are unambiguous.
+    """
+    msg = b"".join(
+        (
+            _FIELD_TAG_PREFIX,
+            b64d(record_id, length=16, what="record_id"),
+            record_type.encode("ascii"),
+            b"\x00",
+            field.encode("ascii"),
+        )
+    )
+    return b64e(hmac.digest(tag_key, msg, "sha256")[:FIELD_TAG_LEN])
+
+
+_FIELD_TAG_PREFIX = L_FIELD_TAG.encode("ascii") + b"\x00"
+_CELL_AD_PREFIX = L_CELL_AD.encode("ascii") + b"\x00"
+_CELL_ID_PREFIX = L_CELL_ID.encode("ascii") + b"\x00"
+
+
+def bundle_ad_prefix(workspace: str, bundle_id: str, device_id: str, epoch: int) -> bytes:
+    """The part of every cell's associated data that its bundle fixes."""
+    return b"".join(
+        (
+            _CELL_AD_PREFIX,
+            b64d(workspace, length=16, what="workspace"),
+            b64d(bundle_id, length=16, what="bundle_id"),
+            b64d(device_id, length=16, what="device_id"),
+            struct.pack(">I", epoch),
+        )
+    )
+
+
+def cell_ad(
+    prefix: bytes, index: int, record_id: str, tag: str, hlc: int, supersedes: Iterable[str]
+) -> bytes:
+    """Associated data of one cell: every clear field of the cell and its bundle.
+
+    Fixed-width binary rather than JSON because it is built for every cell on the
+    hot path; every field has a fixed length, so the encoding is unambiguous.
+    """
+    sup = [b64d(s, length=32, what="supersedes") for s in supersedes]
+    return b"".join(
+        (
+            prefix,
+            struct.pack(">I", index),
+            b64d(record_id, length=16, what="record_id"),
+            b64d(tag, length=16, what="field_tag"),
+            struct.pack(">QH", hlc, len(sup)),
+            *sup,
+        )
+    )
+
+
+def compute_cell_id(ad: bytes, ct: bytes) -> str:
+    """SHA-256 over the cell's associated data and ciphertext: one id, one content."""
+    return b64e(hashlib.sha256(_CELL_ID_PREFIX + ad + ct).digest())
+
+
+def key_commitment(data_key: bytes) -> str:
+    # ChaCha20-Poly1305 does not commit to its key; this hash does, so a swapped
+    # sealed key is caught by name rather than as a mysterious tag failure.
+    return b64e(hashlib.sha256(L_KEY_COMMIT.encode("ascii") + b"\x00" + data_key).digest())
+
+
+def data_key_info(workspace: str, key_epoch: int, bundle_id: str) -> bytes:
+    return labelled(
+        L_DATA_KEY,
+        {"workspace": workspace, "epoch": key_epoch, "bundle_id": bundle_id},
+        trusted=True,
+    )
+
+
+def seal_data_key(
+    data_key: bytes, epoch_public: bytes, workspace: str, key_epoch: int, bundle_id: str
+) -> str:
+    info = data_key_info(workspace, key_epoch, bundle_id)
+    return b64e(keys.SUITE.encrypt(data_key, keys.hpke_public_key(epoch_public), info=info))
+
+
+def open_data_key(
+    sealed_key: str, epoch_private: bytes, workspace: str, key_epoch: int, bundle_id: str
+) -> bytes:
+    info = data_key_info(workspace, key_epoch, bundle_id)
+    try:
+        raw = b64d(sealed_key, what="sealed_key")
+        data_key = keys.SUITE.decrypt(raw, keys.hpke_private_key(epoch_private), info=info)
+    except (InvalidEncoding, InvalidTag, ValueError) as exc:
+        raise InvalidBundle("sealed_key", "the data key does not open with this epoch key") from exc
+    if len(data_key) != DATA_KEY_LEN:
+        raise InvalidBundle("sealed_key", "the sealed data key has the wrong length")
+    return data_key
+
+
+def bundle_hash(bundle: Bundle) -> str:
+    """What the device's next bundle names as `prev`: a hash of the signed header."""
+    return b64e(labelled_hash(L_BUNDLE_HASH, bundle.header(), trusted=True))
+
+
+def _nonce(index: int) -> bytes:
+    # The data key is fresh for every bundle, so the cell index is a unique nonce.
+    return index.to_bytes(12, "big")
+
+
+def encode_value(record_type: str, field: str, value: Any) -> bytes:
+    # Checks the value's types (no floats, no bytes); the names are NAME_RE already.
+    return canonical_json({"type": record_type, "field": field, "value": value})
+
+
+def _seal_bundle_from_parts(
+    *,
+    workspace: str,
+    bundle_id: str,
+    device_key: Ed25519PrivateKey,
+    seq: int,
+    prev: str,
+    epoch: int,
+    data_key: bytes,
+    sealed_key: str,
+    tag_key: bytes,
+    cells: Iterable[CellInput],
+) -> Bundle:
+    """Deterministic core of `seal_bundle`: same inputs, same bytes (Ed25519 is too)."""
+    device_id = keys.device_id_for(keys.public_bytes(device_key))
+    prefix = bundle_ad_prefix(workspace, bundle_id, device_id, epoch)
+    aead = ChaCha20Poly1305(data_key)
+    sealed: list[Cell] = []
+    for index, ci in enumerate(cells):
+        tag = field_tag(tag_key, ci.record_id, ci.record_type, ci.field)
+        sup = tuple(ci.supersedes)
+        ad = cell_ad(prefix, index, ci.record_id, tag, ci.hlc, sup)
+        ct = aead.encrypt(_nonce(index), pad(encode_value(ci.record_type, ci.field, ci.value)), ad)
+        sealed.append(
+            Cell(
+                record_id=ci.record_id,
+                field_tag=tag,
+                cell_id=compute_cell_id(ad, ct),
+                hlc=ci.hlc,
+                supersedes=sup,
+                ct=b64e(ct),
+            )
+        )
+    unsigned = Bundle(
+        workspace=workspace,
+        bundle_id=bundle_id,
+        device_id=device_id,
+        seq=seq,
+        prev=prev,
+        epoch=epoch,
+        key_commit=key_commitment(data_key),
+        cells=tuple(sealed),
+        key_epoch=epoch,
+        sealed_key=sealed_key,
+        sig="",
+    )
+    sig = device_key.sign(labelled(L_BUNDLE_SIG, unsigned.header(), trusted=True))
+    return _replace_sig(unsigned, b64e(sig))
+
+
+def _replace_sig(b: Bundle, sig: str) -> Bundle:
+    return Bundle(
+        workspace=b.workspace,
+        bundle_id=b.bundle_id,
+        device_id=b.device_id,
+        seq=b.seq,
+        prev=b.prev,
+        epoch=b.epoch,
+        key_commit=b.key_commit,
+        cells=b.cells,
+        key_epoch=b.key_epoch,
+        sealed_key=b.sealed_key,
+        sig=sig,
+    )
+
+
+def seal_bundle(
+    *,
+    workspace: str,
+    device_key: Ed25519PrivateKey,
+    seq: int,
+    prev: str,
+    epoch: int,
+    epoch_public: bytes,
+    tag_key: bytes,
+    cells: Iterable[CellInput],
+    random: Random,
+) -> Bundle:
+    """Seal one capture. The caller cannot open it afterwards: only epoch keyholders can."""
+    bundle_id = b64e(random(16))
+    data_key = random(DATA_KEY_LEN)
+    sealed_key = seal_data_key(data_key, epoch_public, workspace, epoch, bundle_id)
+    return _seal_bundle_from_parts(
+        workspace=workspace,
+        bundle_id=bundle_id,
+        device_key=device_key,
+        seq=seq,
+        prev=prev,
+        epoch=epoch,
+        data_key=data_key,
+        sealed_key=sealed_key,
+        tag_key=tag_key,
+        cells=cells,
+    )
+
+
+def verify_bundle(bundle: Bundle, device_public: bytes) -> None:
+    """What the server can check without any key: the device id, cell ids, the signature."""
+    if keys.device_id_for(device_public) != bundle.device_id:
+        raise InvalidBundle("device_mismatch", "the bundle's device id is not its signer's key")
+    try:
+        prefix = bundle_ad_prefix(
+            bundle.workspace, bundle.bundle_id, bundle.device_id, bundle.epoch
+        )
+        seen: set[str] = set()
+        for index, cell in enumerate(bundle.cells):
+            ad = cell_ad(prefix, index, cell.record_id, cell.field_tag, cell.hlc, cell.supersedes)
+            if compute_cell_id(ad, b64d(cell.ct, what="ct")) != cell.cell_id:
+                raise InvalidBundle("cell_id", f"cell {index}: its id does not match its content")
+            if cell.cell_id in seen:
+                raise InvalidBundle(
+                    "duplicate_cell", f"cell {index}: the same cell twice in one bundle"
+                )
+            seen.add(cell.cell_id)
+    except InvalidEncoding as exc:
+        raise InvalidBundle("encoding", exc.reason) from exc
+    try:
+        sig = b64d(bundle.sig, length=keys.SIG_LEN, what="sig")
+    except InvalidEncoding as exc:
+        raise InvalidBundle("signature", "the bundle signature is malformed") from exc
+    if not keys.verify_signature(
+        device_public, sig, labelled(L_BUNDLE_SIG, bundle.header(), trusted=True)
+    ):
+        raise InvalidBundle("signature", "the bundle signature does not verify")
+
+
+def open_bundle(
+    bundle: Bundle,
+    device_public: bytes,
+    epoch_private: Mapping[int, bytes],
+    tag_key: bytes,
+) -> list[OpenedCell]:
+    """Verify, then open every cell. `epoch_private` maps epoch number to private key."""
+    verify_bundle(bundle, device_public)
+    priv = epoch_private.get(bundle.key_epoch)
+    if priv is None:
+        raise InvalidBundle("unknown_epoch", f"no key for epoch {bundle.key_epoch}")
+    data_key = open_data_key(
+        bundle.sealed_key, priv, bundle.workspace, bundle.key_epoch, bundle.bundle_id
+    )
+    if not hmac.compare_digest(key_commitment(data_key), bundle.key_commit):
+        raise InvalidBundle("key_commit", "the sealed data key is not the one the device signed")
+    aead = ChaCha20Poly1305(data_key)
+    prefix = bundle_ad_prefix(bundle.workspace, bundle.bundle_id, bundle.device_id, bundle.epoch)
+    out: list[OpenedCell] = []
+    for index, cell in enumerate(bundle.cells):
+        ad = cell_ad(prefix, index, cell.record_id, cell.field_tag, cell.hlc, cell.supersedes)
+        try:
+            plain = unpad(aead.decrypt(_nonce(index), b64d(cell.ct, what="ct"), ad))
+            value = _decode_value(plain)
+        except (InvalidTag, InvalidEncoding) as exc:
+            raise InvalidBundle("cell_decrypt", f"cell {index} does not decrypt") from exc
+        rtype, fname = value["type"], value["field"]
+        if field_tag(tag_key, cell.record_id, rtype, fname) != cell.field_tag:
+            raise InvalidBundle("field_tag", f"cell {index}: its tag does not match its field")
+        out.append(
+            OpenedCell(
+                record_id=cell.record_id,
+                field_tag=cell.field_tag,
+                cell_id=cell.cell_id,
+                hlc=cell.hlc,
+                supersedes=cell.supersedes,
+                device_id=bundle.device_id,
+                bundle_id=bundle.bundle_id,
+                record_type=rtype,
+                field=fname,
+                value=value["value"],
+            )
+        )
+    return out
+
+
+def _decode_value(plain: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(plain.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEncoding("bad_value", "sealed value is not JSON") from exc
+    if (
+        not isinstance(obj, dict)
+        or set(obj) != {"type", "field", "value"}
+        or not isinstance(obj["type"], str)
+        or not isinstance(obj["field"], str)
+        or not NAME_RE.match(obj["type"])
+        or not NAME_RE.match(obj["field"])
+        or canonical_json(obj) != plain
+    ):
+        raise InvalidEncoding("bad_value", "sealed value is not canonical {type, field, value}")
+    return obj
+
+
+def rekey_sealed_key(bundle: Bundle, old_private: bytes, new_epoch: int, new_public: bytes) -> str:
+    """Re-seal a bundle's data key to a new epoch; cells and signature stay untouched."""
+    data_key = open_data_key(
+        bundle.sealed_key, old_private, bundle.workspace, bundle.key_epoch, bundle.bundle_id
+    )
+    if not hmac.compare_digest(key_commitment(data_key), bundle.key_commit):
+        raise InvalidBundle("key_commit", "the sealed data key is not the one the device signed")
+    return seal_data_key(data_key, new_public, bundle.workspace, new_epoch, bundle.bundle_id)
+
+
+def epoch_key_info(workspace: str, epoch: int, device_id: str) -> bytes:
+    return labelled(L_EPOCH_KEY, {"workspace": workspace, "epoch": epoch, "device_id": device_id})
+
+
+def seal_epoch_key(
+    epoch_private: bytes, coordinator_public: bytes, workspace: str, epoch: int, device_id: str
+) -> str:
+    info = epoch_key_info(workspace, epoch, device_id)
+    return b64e(
+        keys.SUITE.encrypt(epoch_private, keys.hpke_public_key(coordinator_public), info=info)
+    )
+
+
+def open_epoch_key(
+    sealed: str, coordinator_private: bytes, workspace: str, epoch: int, device_id: str
+) -> bytes:
+    info = epoch_key_info(workspace, epoch, device_id)
+    try:
+        return keys.SUITE.decrypt(
+            b64d(sealed), keys.hpke_private_key(coordinator_private), info=info
+        )
+    except (InvalidEncoding, InvalidTag, ValueError) as exc:
+        raise InvalidBundle(
+            "epoch_key", f"the epoch {epoch} key does not open for this device"
+        ) from exc

@@ -1,0 +1,95 @@
+"""Canonical encodings: base64url, canonical JSON (RFC 8785 without floats), labelled hashes.
+
+Pure: no I/O, no clock, no randomness.
+
+Everything that is signed or hashed is `label || 0x00 || JCS(object)`: the label
+separates domains, and JCS gives one byte string per value in any language.
+Floats are refused outright so no implementation has to agree on number printing.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import re
+from typing import Any
+
+from .errors import InvalidEncoding
+
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
+
+
+def b64e(data: bytes) -> str:
+    """Unpadded base64url."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: str, *, length: int | None = None, what: str = "value") -> bytes:
+    """Strict unpadded base64url: no padding, no whitespace, canonical trailing bits."""
+    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
+        raise InvalidEncoding("bad_base64", f"{what} is not unpadded base64url")
+    rem = len(text) % 4
+    # Non-canonical trailing bits would let one value have two spellings.
+    if rem and _URL_ALPHABET.index(text[-1]) & (0x0F if rem == 2 else 0x03):
+        raise InvalidEncoding("bad_base64", f"{what} is not canonical base64url")
+    try:
+        data = binascii.a2b_base64(
+            text.encode("ascii").translate(_TO_STD) + b"=" * (-len(text) % 4), strict_mode=True
+        )
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEncoding("bad_base64", f"{what} is not unpadded base64url") from exc
+    if length is not None and len(data) != length:
+        raise InvalidEncoding("bad_length", f"{what} must be {length} bytes, got {len(data)}")
+    return data
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    if depth > 16:
+        raise InvalidEncoding("too_deep", "structure nested too deeply")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not -(2**53) < value < 2**53:
+            raise InvalidEncoding("bad_integer", "integers must fit in 53 bits for JCS")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidEncoding("bad_key", "object keys must be strings")
+            _check(item, depth + 1)
+        return
+    raise InvalidEncoding("bad_type", f"cannot encode {type(value).__name__} canonically")
+
+
+# One encoder, built once: json.dumps() with options builds a new one per call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def canonical_json(value: Any, *, trusted: bool = False) -> bytes:
+    """RFC 8785 (JCS) for the subset we use: str, int, bool, null, list, object.
+
+    Python's json with sorted keys and no whitespace matches JCS for this subset;
+    UTF-16 key ordering equals code-point ordering for the ASCII keys we use.
+    `trusted=True` skips the type walk for structures the core built itself from
+    already-validated fields (the hot path of sealing and verifying).
+    """
+    if not trusted:
+        _check(value)
+    return _ENCODE(value).encode("utf-8")
+
+
+def labelled(label: str, value: Any, *, trusted: bool = False) -> bytes:
+    """The bytes that are signed or hashed: label, a zero byte, canonical JSON."""
+    return label.encode("ascii") + b"\x00" + canonical_json(value, trusted=trusted)
+
+
+def labelled_hash(label: str, value: Any, *, trusted: bool = False) -> bytes:
+    return hashlib.sha256(labelled(label, value, trusted=trusted)).digest()

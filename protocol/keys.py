@@ -1,0 +1,120 @@
+"""Key types and their byte encodings: device identity, HPKE key pairs, fingerprints.
+
+Pure: no I/O, no clock; key generation takes its seed bytes from the caller.
+
+HPKE keys are hybrid ML-KEM-768 + X25519 (`KEM.MLKEM768_X25519`): these records
+stay dangerous for decades, so "harvest now, decrypt later" is in the threat model.
+A public key is `mlkem768_public (1184 bytes) || x25519_public (32 bytes)`; a
+private key is `mlkem768_seed (64 bytes) || x25519_private (32 bytes)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .encoding import b64e
+from .errors import InvalidEncoding
+
+MLKEM_PUB_LEN = 1184
+MLKEM_SEED_LEN = 64
+X25519_LEN = 32
+HPKE_PUB_LEN = MLKEM_PUB_LEN + X25519_LEN
+HPKE_PRIV_LEN = MLKEM_SEED_LEN + X25519_LEN
+ED25519_LEN = 32
+SIG_LEN = 64
+ID_LEN = 16
+
+SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+@dataclass(frozen=True)
+class HpkeKeyPair:
+    private_bytes: bytes
+    public_bytes: bytes
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> HpkeKeyPair:
+        """`seed` is 96 bytes: the ML-KEM seed then the X25519 private key."""
+        if len(seed) != HPKE_PRIV_LEN:
+            raise InvalidEncoding("bad_length", f"HPKE seed must be {HPKE_PRIV_LEN} bytes")
+        mk = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:MLKEM_SEED_LEN])
+        xk = x25519.X25519PrivateKey.from_private_bytes(seed[MLKEM_SEED_LEN:])
+        pub = mk.public_key().public_bytes_raw() + xk.public_key().public_bytes_raw()
+        return cls(private_bytes=seed, public_bytes=pub)
+
+    def private_key(self) -> hpke.MLKEM768X25519PrivateKey:
+        return hpke_private_key(self.private_bytes)
+
+
+def hpke_private_key(data: bytes) -> hpke.MLKEM768X25519PrivateKey:
+    if len(data) != HPKE_PRIV_LEN:
+        raise InvalidEncoding("bad_length", f"HPKE private key must be {HPKE_PRIV_LEN} bytes")
+    return hpke.MLKEM768X25519PrivateKey(
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(data[:MLKEM_SEED_LEN]),
+        x25519.X25519PrivateKey.from_private_bytes(data[MLKEM_SEED_LEN:]),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def hpke_public_key(data: bytes) -> hpke.MLKEM768X25519PublicKey:
+    # Cached: a device seals every capture to the same epoch key, and parsing an
+    # ML-KEM public key costs a fifth of a seal.
+    if len(data) != HPKE_PUB_LEN:
+        raise InvalidEncoding("bad_length", f"HPKE public key must be {HPKE_PUB_LEN} bytes")
+    try:
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(data[:MLKEM_PUB_LEN]),
+            x25519.X25519PublicKey.from_public_bytes(data[MLKEM_PUB_LEN:]),
+        )
+    except ValueError as exc:
+        raise InvalidEncoding("bad_key", "HPKE public key does not decode") from exc
+
+
+def signing_key(seed: bytes) -> Ed25519PrivateKey:
+    if len(seed) != ED25519_LEN:
+        raise InvalidEncoding("bad_length", "Ed25519 seed must be 32 bytes")
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def signing_seed(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def verify_key(public: bytes) -> Ed25519PublicKey:
+    if len(public) != ED25519_LEN:
+        raise InvalidEncoding("bad_length", "Ed25519 public key must be 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(public)
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def verify_signature(public: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        verify_key(public).verify(signature, message)
+    except (InvalidSignature, InvalidEncoding, ValueError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def device_id_for(sign_public: bytes) -> str:
+    """A device's pseudonym: the first 16 bytes of SHA-256 over a label and its key.
+
+    Derived, not chosen, so a device cannot claim another's id and the server can
+    check the binding without a lookup table.
+    """
+    digest = hashlib.sha256(b"fieldsync/v1/device-id\x00" + sign_public).digest()
+    return b64e(digest[:ID_LEN])

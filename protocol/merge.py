@@ -1,0 +1,135 @@
+"""The merge the server performs on ciphertext: a multi-value register per (record, field).
+
+Pure: no I/O, no clock, no randomness.
+
+A register holds every cell ever written to one (record_id, field_tag). Its heads
+are the cells no known cell of the same register supersedes; its winner is the
+head with the greatest (hlc, device_id, cell_id); the other heads are open
+conflicts. Because heads are a function of the *set* of cells alone, arrival
+order, duplication and batching cannot change the result: the merge is a
+join-semilattice (set union), hence commutative, associative and idempotent.
+
+Supersession is scoped to its register: a cell naming a cell id of another
+register supersedes nothing, whichever of the two arrives first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .errors import MergeConflictError
+
+RegisterKey = tuple[str, str]  # (record_id, field_tag)
+
+
+@dataclass(frozen=True, slots=True)
+class CellMeta:
+    """What the merge needs of a cell: its clear fields, never its content.
+
+    `digest` identifies the sealed content (the server uses the bundle id and the
+    ciphertext hash); one `cell_id` arriving with two digests is a protocol error.
+    """
+
+    record_id: str
+    field_tag: str
+    cell_id: str
+    hlc: int
+    device_id: str
+    supersedes: tuple[str, ...]
+    digest: str = ""
+
+    @property
+    def key(self) -> RegisterKey:
+        return (self.record_id, self.field_tag)
+
+    def order(self) -> tuple[int, str, str]:
+        return (self.hlc, self.device_id, self.cell_id)
+
+
+class Register(NamedTuple):
+    # A NamedTuple rather than a frozen dataclass: a new record makes one register
+    # per field, and tuple construction is several times cheaper.
+    cells: Mapping[str, CellMeta]
+    superseded: frozenset[str]
+    # Kept incrementally (a head leaves when a cell supersedes it) so that adding a
+    # cell costs O(heads), not O(history); sorted, winner first.
+    heads: tuple[CellMeta, ...] = ()
+
+    @property
+    def winner(self) -> CellMeta | None:
+        heads = self.heads
+        return heads[0] if heads else None
+
+    @property
+    def in_conflict(self) -> bool:
+        return len(self.heads) > 1
+
+
+_NONE: frozenset[str] = frozenset()
+EMPTY = Register(cells={}, superseded=_NONE, heads=())
+
+State = Mapping[RegisterKey, Register]
+
+
+def merge(
+    state: State, cells: Iterable[CellMeta]
+) -> tuple[dict[RegisterKey, Register], list[CellMeta]]:
+    """Fold `cells` into `state`. Returns the new state and the cells it newly accepted.
+
+    The changes are exactly the accepted cells, in the order given: the server
+    numbers them, and any replica that folds them in gets the same state. A cell
+    already present with the same content is a no-op (a retry); with another
+    content it raises `MergeConflictError` and the caller must discard the batch.
+    The input state is not modified.
+    """
+    # Working copies, one per touched register, so a batch copies each register once.
+    # A register first seen here with one plain cell stays a finished Register
+    # (the common case: a new record's fields) until a second cell touches it.
+    work: dict[RegisterKey, Register | tuple[dict[str, CellMeta], set[str], list[CellMeta]]] = {}
+    accepted: list[CellMeta] = []
+    for cell in cells:
+        key = (cell.record_id, cell.field_tag)
+        w = work.get(key)
+        if w is None:
+            reg = state.get(key)
+            if reg is None:
+                if cell.supersedes:
+                    work[key] = Register({cell.cell_id: cell}, frozenset(cell.supersedes), ())
+                else:
+                    work[key] = Register({cell.cell_id: cell}, _NONE, (cell,))
+                accepted.append(cell)
+                continue
+            w = work[key] = (dict(reg.cells), set(reg.superseded), list(reg.heads))
+        elif isinstance(w, Register):
+            w = work[key] = (dict(w.cells), set(w.superseded), list(w.heads))
+        known = w[0].get(cell.cell_id)
+        if known is not None:
+            if known != cell:
+                raise MergeConflictError(
+                    "cell_id_reused",
+                    f"cell {cell.cell_id} was announced with two different contents",
+                )
+            continue
+        w[0][cell.cell_id] = cell
+        superseded = w[1]
+        if cell.supersedes:
+            superseded.update(cell.supersedes)
+            w[2][:] = [h for h in w[2] if h.cell_id not in superseded]
+        if cell.cell_id not in superseded:
+            w[2].append(cell)
+        accepted.append(cell)
+    new_state: dict[RegisterKey, Register] = dict(state)
+    for key, item in work.items():
+        if isinstance(item, Register):
+            new_state[key] = item
+            continue
+        cells_, superseded_, heads_ = item
+        heads_.sort(key=CellMeta.order, reverse=True)
+        new_state[key] = Register(cells_, frozenset(superseded_), tuple(heads_))
+    return new_state, accepted
+
+
+def heads_of(state: State, key: RegisterKey) -> tuple[CellMeta, ...]:
+    return state.get(key, EMPTY).heads

@@ -1,0 +1,1 @@
+"""marshmallow schemas: wire messages (`wire`) and the record types (`records`)."""

@@ -1,0 +1,256 @@
+"""Wire messages of API v1. Unknown fields are refused and every size is bounded.
+
+This is the one place where JSON from the network becomes validated data; the
+server and the client both load through these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from protocol import keys
+from protocol.hlc import MAX_HLC
+from protocol.keylog import KINDS, ROLES
+
+from .fields import B64, StrictInt
+
+MAX_CELLS_PER_BUNDLE = 256
+MAX_BUNDLES_PER_PUSH = 500
+MAX_SUPERSEDES = 32
+MAX_CT_BYTES = 64 * 1024
+MAX_EPOCH = 2**31 - 1
+MAX_SEQ = 2**53 - 1
+SEALED_DATA_KEY_LEN = 1120 + 32 + 16  # ML-KEM-768+X25519 enc, key, Poly1305 tag
+SEALED_EPOCH_KEY_LEN = 1120 + keys.HPKE_PRIV_LEN + 16
+
+_id = dict(length=16, required=True)
+_hash = dict(length=32, required=True)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CellSchema(Strict):
+    record_id = B64(**_id)
+    field_tag = B64(**_id)
+    cell_id = B64(**_hash)
+    hlc = StrictInt(required=True, validate=validate.Range(0, MAX_HLC))
+    supersedes = fields.List(
+        B64(length=32), required=True, validate=validate.Length(max=MAX_SUPERSEDES)
+    )
+    ct = B64(required=True, max_length=MAX_CT_BYTES)
+
+
+class BundleSchema(Strict):
+    workspace = B64(**_id)
+    bundle_id = B64(**_id)
+    device_id = B64(**_id)
+    seq = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    prev = B64(**_hash)
+    epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    key_commit = B64(**_hash)
+    key_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    sealed_key = B64(length=SEALED_DATA_KEY_LEN, required=True)
+    sig = B64(length=keys.SIG_LEN, required=True)
+    cells = fields.List(
+        fields.Nested(CellSchema), required=True, validate=validate.Length(1, MAX_CELLS_PER_BUNDLE)
+    )
+
+
+class BundleHeaderSchema(Strict):
+    """A bundle without its cells, as the changes feed serves it (cells travel apart)."""
+
+    workspace = B64(**_id)
+    bundle_id = B64(**_id)
+    device_id = B64(**_id)
+    seq = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    prev = B64(**_hash)
+    epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    key_commit = B64(**_hash)
+    key_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    sealed_key = B64(length=SEALED_DATA_KEY_LEN, required=True)
+    sig = B64(length=keys.SIG_LEN, required=True)
+    cell_ids = fields.List(
+        B64(length=32), required=True, validate=validate.Length(1, MAX_CELLS_PER_BUNDLE)
+    )
+
+
+class PushRequestSchema(Strict):
+    bundles = fields.List(
+        fields.Nested(BundleSchema),
+        required=True,
+        validate=validate.Length(1, MAX_BUNDLES_PER_PUSH),
+    )
+
+
+class ErrorBodySchema(Strict):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class ErrorSchema(Strict):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class PushResultSchema(Strict):
+    bundle_id = fields.String(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["accepted", "stored", "rejected"])
+    )
+    seq = fields.Integer(load_default=None, allow_none=True)
+    error = fields.Nested(ErrorBodySchema, load_default=None, allow_none=True)
+
+
+class PushResponseSchema(Strict):
+    results = fields.List(fields.Nested(PushResultSchema), required=True)
+
+
+class ChangeCellSchema(CellSchema):
+    """A cell in the changes feed: its bundle (for the header) and its change number."""
+
+    bundle_id = B64(**_id)
+    index = StrictInt(required=True, validate=validate.Range(0, MAX_CELLS_PER_BUNDLE - 1))
+    change = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+
+
+class ChangesResponseSchema(Strict):
+    cells = fields.List(fields.Nested(ChangeCellSchema), required=True)
+    bundles = fields.List(fields.Nested(BundleHeaderSchema), required=True)
+    next = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    done = fields.Boolean(required=True)
+
+
+# --- key log -------------------------------------------------------------------------
+
+
+class DeviceKeysSchema(Strict):
+    device_id = B64(**_id)
+    sign_pub = B64(length=keys.ED25519_LEN, required=True)
+    hpke_pub = B64(length=keys.HPKE_PUB_LEN, required=True)
+
+
+class EpochSchema(Strict):
+    n = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    pub = B64(length=keys.HPKE_PUB_LEN, required=True)
+
+
+def _sealed_map(max_items: int = 1000) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 22)),
+        values=B64(length=SEALED_EPOCH_KEY_LEN),
+        required=True,
+        validate=validate.Length(max=max_items),
+    )
+
+
+class GenesisBody(Strict):
+    workspace = B64(**_id)
+    admin = fields.Nested(DeviceKeysSchema, required=True)
+    epoch = fields.Nested(EpochSchema, required=True)
+    sealed = _sealed_map(1)
+
+
+class InviteBody(Strict):
+    invite_key = B64(length=keys.ED25519_LEN, required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    expires = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+
+
+class EnrollBody(Strict):
+    device_id = B64(**_id)
+    sign_pub = B64(length=keys.ED25519_LEN, required=True)
+    hpke_pub = B64(length=keys.HPKE_PUB_LEN, required=True, allow_none=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class ApproveBody(Strict):
+    device_id = B64(**_id)
+    sealed = _sealed_map()
+
+
+class RevokeBody(Strict):
+    device_id = B64(**_id)
+
+
+class RotateBody(Strict):
+    epoch = StrictInt(required=True, validate=validate.Range(2, MAX_EPOCH))
+    pub = B64(length=keys.HPKE_PUB_LEN, required=True)
+    sealed = _sealed_map()
+
+
+BODY_SCHEMAS: dict[str, type[Schema]] = {
+    "genesis": GenesisBody,
+    "invite": InviteBody,
+    "enroll": EnrollBody,
+    "approve": ApproveBody,
+    "revoke": RevokeBody,
+    "rotate": RotateBody,
+}
+
+
+class KeyLogEventSchema(Strict):
+    seq = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    prev = B64(**_hash)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    at = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    signer = B64(**_id)
+    body = fields.Dict(required=True)
+    sig = B64(length=keys.SIG_LEN, required=True)
+
+    @validates_schema
+    def _body_for_kind(self, data: dict[str, Any], **kw: Any) -> None:
+        schema = BODY_SCHEMAS.get(data.get("kind", ""))
+        if schema is None:
+            return
+        errors = schema().validate(data.get("body", {}))
+        if errors:
+            raise ValidationError({"body": errors})
+
+
+class KeyLogSchema(Strict):
+    events = fields.List(fields.Nested(KeyLogEventSchema), required=True)
+    length = StrictInt(required=True)
+
+
+class AppendEventSchema(Strict):
+    event = fields.Nested(KeyLogEventSchema, required=True)
+
+
+class CreateWorkspaceSchema(Strict):
+    code = fields.String(required=True, validate=validate.Length(8, 128))
+    genesis = fields.Nested(KeyLogEventSchema, required=True)
+
+
+class RekeyItemSchema(Strict):
+    bundle_id = B64(**_id)
+    key_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    sealed_key = B64(length=SEALED_DATA_KEY_LEN, required=True)
+
+
+class RekeyRequestSchema(Strict):
+    from_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    items = fields.List(
+        fields.Nested(RekeyItemSchema), required=True, validate=validate.Length(1, 1000)
+    )
+
+
+def error_messages(errors: Any, prefix: str = "") -> list[str]:
+    """Flatten marshmallow's nested error dict into 'path: message' lines."""
+    out: list[str] = []
+    if isinstance(errors, dict):
+        for key, val in errors.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(error_messages(val, path))
+    elif isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, (dict, list)):
+                out.extend(error_messages(item, prefix))
+            else:
+                out.append(f"{prefix}: {item}" if prefix else str(item))
+    else:
+        out.append(f"{prefix}: {errors}" if prefix else str(errors))
+    return out

@@ -1,0 +1,1 @@
+"""Shared fixtures: deterministic keys and a small workspace built through the pure core."""
