@@ -61,24 +61,6 @@ class BundleSchema(Strict):
     )
 
 
-class BundleHeaderSchema(Strict):
-    """A bundle without its cells, as the changes feed serves it (cells travel apart)."""
-
-    workspace = B64(**_id)
-    bundle_id = B64(**_id)
-    device_id = B64(**_id)
-    seq = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
-    prev = B64(**_hash)
-    epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
-    key_commit = B64(**_hash)
-    key_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
-    sealed_key = B64(length=SEALED_DATA_KEY_LEN, required=True)
-    sig = B64(length=keys.SIG_LEN, required=True)
-    cell_ids = fields.List(
-        B64(length=32), required=True, validate=validate.Length(1, MAX_CELLS_PER_BUNDLE)
-    )
-
-
 class PushRequestSchema(Strict):
     bundles = fields.List(
         fields.Nested(BundleSchema),
@@ -109,17 +91,14 @@ class PushResponseSchema(Strict):
     results = fields.List(fields.Nested(PushResultSchema), required=True)
 
 
-class ChangeCellSchema(CellSchema):
-    """A cell in the changes feed: its bundle (for the header) and its change number."""
+class ChangeBundleSchema(BundleSchema):
+    """A bundle in the changes feed, with the change number the server gave it."""
 
-    bundle_id = B64(**_id)
-    index = StrictInt(required=True, validate=validate.Range(0, MAX_CELLS_PER_BUNDLE - 1))
     change = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
 
 
 class ChangesResponseSchema(Strict):
-    cells = fields.List(fields.Nested(ChangeCellSchema), required=True)
-    bundles = fields.List(fields.Nested(BundleHeaderSchema), required=True)
+    bundles = fields.List(fields.Nested(ChangeBundleSchema), required=True)
     next = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
     done = fields.Boolean(required=True)
 
@@ -232,10 +211,25 @@ class RekeyItemSchema(Strict):
 
 
 class RekeyRequestSchema(Strict):
-    from_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
     items = fields.List(
         fields.Nested(RekeyItemSchema), required=True, validate=validate.Length(1, 1000)
     )
+
+
+class RekeyPendingSchema(Strict):
+    """A bundle whose data key is still sealed to an older epoch."""
+
+    bundle_id = B64(**_id)
+    workspace = B64(**_id)
+    key_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    sealed_key = B64(length=SEALED_DATA_KEY_LEN, required=True)
+    key_commit = B64(**_hash)
+
+
+class RekeyPendingResponseSchema(Strict):
+    target_epoch = StrictInt(required=True, validate=validate.Range(1, MAX_EPOCH))
+    bundles = fields.List(fields.Nested(RekeyPendingSchema), required=True)
+    remaining = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
 
 
 def error_messages(errors: Any, prefix: str = "") -> list[str]:
