@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check protocol schemas server client_sync tests bench
+	$(BIN)/ruff format --check protocol schemas server client_sync tests bench
 	$(BIN)/mypy
 
 test: lint
