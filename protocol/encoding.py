@@ -28,6 +28,24 @@ def b64e(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
 
 
+def b64_length(text: str) -> int:
+    """Decoded length of unpadded base64url text (which must be well-formed)."""
+    return len(text) * 3 // 4
+
+
+def check_b64(text: str, *, length: int | None = None, what: str = "value") -> None:
+    """Validate unpadded base64url as `b64d` does, without decoding: for wire schemas."""
+    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
+        raise InvalidEncoding("bad_base64", f"{what} is not unpadded base64url")
+    rem = len(text) % 4
+    if rem and _URL_ALPHABET.index(text[-1]) & (0x0F if rem == 2 else 0x03):
+        raise InvalidEncoding("bad_base64", f"{what} is not canonical base64url")
+    if length is not None and b64_length(text) != length:
+        raise InvalidEncoding(
+            "bad_length", f"{what} must be {length} bytes, got {b64_length(text)}"
+        )
+
+
 def b64d(text: str, *, length: int | None = None, what: str = "value") -> bytes:
     """Strict unpadded base64url: no padding, no whitespace, canonical trailing bits."""
     if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from protocol.encoding import b64d
+from protocol.encoding import check_b64
 from protocol.errors import InvalidEncoding
 
 
@@ -21,14 +21,16 @@ class B64(fields.String):
         self.max_length = max_length
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kw)
-        if self.max_length is not None and len(text) > (self.max_length * 4 + 2) // 3:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
+        if self.max_length is not None and len(value) > (self.max_length * 4 + 2) // 3:
             raise ValidationError(f"Longer than {self.max_length} bytes.")
         try:
-            b64d(text, length=self.length)
+            # Checked, not decoded: the core decodes once where it needs the bytes.
+            check_b64(value, length=self.length)
         except InvalidEncoding as exc:
             raise ValidationError(exc.reason) from exc
-        return text
+        return value
 
 
 class StrictInt(fields.Integer):
