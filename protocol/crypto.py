@@ -155,7 +155,10 @@ def _nonce(index: int) -> bytes:
 
 
 def encode_value(record_type: str, field: str, value: Any) -> bytes:
-    # Checks the value's types (no floats, no bytes); the names are NAME_RE already.
+    # Checks the value's types (no floats, no bytes). The names are checked here too:
+    # `open_bundle` refuses a name outside NAME_RE, so sealing one would lose the value.
+    if not NAME_RE.match(record_type) or not NAME_RE.match(field):
+        raise InvalidEncoding("bad_name", f"{record_type!r}.{field!r} is not a valid name")
     return canonical_json({"type": record_type, "field": field, "value": value})
 
 
@@ -265,16 +268,20 @@ def verify_bundle(bundle: Bundle, device_public: bytes) -> None:
         )
         seen: set[str] = set()
         for index, cell in enumerate(bundle.cells):
-            ad = cell_ad(prefix, index, cell.record_id, cell.field_tag, cell.hlc, cell.supersedes)
-            if compute_cell_id(ad, b64d(cell.ct, what="ct")) != cell.cell_id:
-                raise InvalidBundle("cell_id", f"cell {index}: its id does not match its content")
+            # Checked before the id: the index is in the AD, so a repeated cell would
+            # otherwise always be reported as a wrong id and this code never seen.
             if cell.cell_id in seen:
                 raise InvalidBundle(
                     "duplicate_cell", f"cell {index}: the same cell twice in one bundle"
                 )
             seen.add(cell.cell_id)
+            ad = cell_ad(prefix, index, cell.record_id, cell.field_tag, cell.hlc, cell.supersedes)
+            if compute_cell_id(ad, b64d(cell.ct, what="ct")) != cell.cell_id:
+                raise InvalidBundle("cell_id", f"cell {index}: its id does not match its content")
     except InvalidEncoding as exc:
         raise InvalidBundle("encoding", exc.reason) from exc
+    except struct.error as exc:  # an epoch, hlc or supersedes count out of its field's range
+        raise InvalidBundle("encoding", f"a clear field is out of range: {exc}") from exc
     try:
         sig = b64d(bundle.sig, length=keys.SIG_LEN, what="sig")
     except InvalidEncoding as exc:

@@ -80,8 +80,9 @@ def _check(value: Any, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidEncoding("bad_key", "object keys must be strings")
+            # ASCII keys sort the same by code point (Python) and by UTF-16 unit (JCS).
+            if not isinstance(key, str) or not key.isascii():
+                raise InvalidEncoding("bad_key", "object keys must be ASCII strings")
             _check(item, depth + 1)
         return
     raise InvalidEncoding("bad_type", f"cannot encode {type(value).__name__} canonically")
@@ -101,7 +102,10 @@ def canonical_json(value: Any, *, trusted: bool = False) -> bytes:
     """
     if not trusted:
         _check(value)
-    return _ENCODE(value).encode("utf-8")
+    try:
+        return _ENCODE(value).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from json.loads('"\\ud800"')
+        raise InvalidEncoding("bad_string", "strings must be valid Unicode") from exc
 
 
 def labelled(label: str, value: Any, *, trusted: bool = False) -> bytes:

@@ -45,7 +45,11 @@ def decode_invite(text: str) -> dict[str, Any]:
         raise InvalidInvite("malformed", "the invite is damaged: copy it again") from exc
     if not isinstance(body, dict) or set(body) != {*FIELDS, "sig"}:
         raise InvalidInvite("malformed", "the invite is damaged: copy it again")
-    if canonical_json(body) != raw:
+    try:
+        canonical = canonical_json(body)
+    except InvalidEncoding as exc:  # a float or an out-of-range integer in some field
+        raise InvalidInvite("malformed", "the invite is not canonical") from exc
+    if canonical != raw:
         raise InvalidInvite("malformed", "the invite is not canonical")
     return body
 

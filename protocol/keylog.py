@@ -146,7 +146,11 @@ def _check_sig(event: Mapping[str, Any], public: bytes) -> None:
         sig = b64d(event["sig"], length=keys.SIG_LEN, what="sig")
     except InvalidEncoding as exc:
         raise _fail("bad_signature", event, "the signature is malformed") from exc
-    if not keys.verify_signature(public, sig, labelled(L_EVENT_SIG, _unsigned(event))):
+    try:
+        message = labelled(L_EVENT_SIG, _unsigned(event))
+    except InvalidEncoding as exc:  # a float, a huge integer or a non-ASCII key
+        raise _fail("malformed", event, exc.reason) from exc
+    if not keys.verify_signature(public, sig, message):
         raise _fail(
             "bad_signature", event, "the signature does not verify: the event was altered or forged"
         )
