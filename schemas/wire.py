@@ -232,6 +232,31 @@ class RekeyPendingResponseSchema(Strict):
     remaining = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
 
 
+# --- small answers (server responses; the OpenAPI document is built from these) --------
+
+
+class HealthSchema(Strict):
+    status = fields.String(required=True, validate=validate.Equal("ok"))
+
+
+class CreateWorkspaceResponseSchema(Strict):
+    workspace = B64(**_id)
+    root = B64(**_hash)
+
+
+class AppendEventResponseSchema(Strict):
+    length = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    head = B64(**_hash)
+
+
+class EnrollResponseSchema(AppendEventResponseSchema):
+    device_id = B64(**_id)
+
+
+class RekeyResponseSchema(Strict):
+    updated = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+
+
 def error_messages(errors: Any, prefix: str = "") -> list[str]:
     """Flatten marshmallow's nested error dict into 'path: message' lines."""
     out: list[str] = []

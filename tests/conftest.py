@@ -1,1 +1,40 @@
-"""Shared fixtures: deterministic keys and a small workspace built through the pure core."""
+"""Shared fixtures: deterministic keys and a small workspace built through the pure core.
+
+Server fixtures: `app` (a Flask app on a temporary data directory), `client`,
+`new_code` (mints a one-time workspace code), and `kit` (a workspace created on
+`app`, see tests/serverkit.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverkit import FlaskTransport, Kit
+
+from server.app import create_app
+from server.store import Paths, server_db
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    return create_app({"TESTING": True, "DATA_DIR": tmp_path / "data"})
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def new_code(app: Any) -> Callable[[], str]:
+    paths = Paths(Path(app.config["DATA_DIR"]))
+    return lambda: server_db.new_code(paths, int(time.time()))
+
+
+@pytest.fixture
+def kit(client: Any, new_code: Callable[[], str]) -> Kit:
+    return Kit.create(FlaskTransport(client), new_code(), seed=1)

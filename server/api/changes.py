@@ -1,0 +1,38 @@
+"""Changes: keyholders pull whole bundles in change order, one range scan per page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from schemas.wire import MAX_SEQ, ChangesResponseSchema
+
+from .. import auth, store
+from ..auth import KEYHOLDER, signed
+from ..openapi import doc, query_int
+from ..store import bundles as stored
+from . import int_arg, json_response
+
+bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
+
+
+@bp.get("/changes")
+@doc(
+    "Bundles with change > since, oldest first, with the cursor to continue from.",
+    response=ChangesResponseSchema,
+    query=[
+        query_int("since", "last change already held (exclusive)", 0, MAX_SEQ),
+        query_int("limit", "bundles per page (default 200)", 1, 1000),
+    ],
+    errors=(400,),
+)
+@signed(KEYHOLDER)
+def changes(ws: str) -> Response:
+    since = int_arg("since", 0, 0, MAX_SEQ)
+    limit = int_arg("limit", 200, 1, 1000)
+    conn = auth.workspace_conn(ws)
+    assert conn is not None
+    with store.read(conn):
+        page = stored.changes(conn, ws, since, limit)
+        last = stored.last_change(conn)
+    nxt = page[-1]["change"] if page else since
+    return json_response({"bundles": page, "next": nxt, "done": last <= nxt})

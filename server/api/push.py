@@ -1,0 +1,43 @@
+"""Push: many sealed bundles in, one result each, answered only after COMMIT."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g
+
+from protocol.model import Bundle
+from schemas.wire import PushRequestSchema, PushResponseSchema
+
+from .. import auth, ingest
+from ..auth import MEMBER, signed
+from ..openapi import doc
+from . import body_json, json_response, load
+
+bp = Blueprint("push", __name__, url_prefix="/v1/w/<ws>")
+
+_schema = PushRequestSchema()
+
+
+@bp.post("/push")
+@doc(
+    "Push 1-500 sealed bundles; each is accepted, stored (a retry) or rejected.",
+    request=PushRequestSchema,
+    response=PushResponseSchema,
+    errors=(400,),
+)
+@signed(MEMBER)
+def push(ws: str) -> Response:
+    data = load(_schema, body_json())
+    bundles = [Bundle.from_wire(b) for b in data["bundles"]]
+    caller: auth.Caller = g.caller
+    assert caller.device is not None
+    conn = auth.workspace_conn(ws)
+    assert conn is not None
+    outcome = ingest.push(
+        conn,
+        bundles,
+        caller.device,
+        caller.state,
+        now_ms=int(current_app.config["CLOCK"]() * 1000),
+        max_skew_ms=int(current_app.config["MAX_SKEW"]) * 1000,
+    )
+    return json_response({"results": outcome.to_wire(bundles)})

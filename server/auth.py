@@ -1,0 +1,196 @@
+"""Who is calling: RFC 9421 request signatures, the key log's roles, and nonce replay.
+
+A view declares who may call it with `@signed(ACCESS)`; the decorator refuses in
+the order docs/API.md gives and stores nothing until every check has passed, the
+nonce last, in its own write transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
+
+from flask import current_app, g, request
+
+from protocol.httpsig import AuthError, SignedBy, parse_keyid, verify_request
+from protocol.keylog import Device, Invite, KeyLogState
+
+from . import store
+from .errors import ApiError
+from .store import keylog as stored_log
+from .store.nonces import consume_nonce, nonce_seen
+
+STATUS = {
+    "missing_signature": 401,
+    "bad_signature": 401,
+    "stale_signature": 401,
+    "wrong_workspace": 403,
+    "unknown_workspace": 404,
+    "unknown_device": 401,
+    "revoked_device": 403,
+    "replayed_nonce": 401,
+    "wrong_role": 403,
+    "not_approved": 403,
+}
+
+# Who may call a route (docs/API.md, "Routes").
+MEMBER_OR_INVITE = "member_or_invite"  # any enrolled, unrevoked device; a live invite key
+INVITE = "invite"  # a live invite key only
+MEMBER = "member"  # any enrolled, unrevoked device, approved or not
+KEYHOLDER = "keyholder"  # an approved coordinator or admin
+ADMIN = "admin"  # an approved admin
+ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN)
+
+
+@dataclass(frozen=True)
+class Caller:
+    workspace: str
+    key_id: str
+    state: KeyLogState
+    device: Device | None  # None when the caller is an invite key
+    invite: Invite | None
+
+
+def refuse(code: str, message: str) -> ApiError:
+    return ApiError(code, message, STATUS[code])
+
+
+def now() -> int:
+    return int(current_app.config["CLOCK"]())
+
+
+def target_uri() -> str:
+    """The `@target-uri` the client signed: behind a proxy, rebuilt from FIELDSYNC_PUBLIC_URL."""
+    public = current_app.config.get("PUBLIC_URL")
+    if not public:
+        return request.url
+    query = request.query_string.decode("latin-1")
+    path = quote(request.path, safe="/!$&'()*+,;=:@-._~")
+    return public.rstrip("/") + path + ("?" + query if query else "")
+
+
+def paths() -> store.Paths:
+    return cast(store.Paths, current_app.extensions["fieldsync_paths"])
+
+
+def workspace_conn(ws: str) -> sqlite3.Connection | None:
+    """The request's connection to workspace `ws`, opened once and closed at teardown."""
+    conns: dict[str, sqlite3.Connection] = g.setdefault("fs_conns", {})
+    conn = conns.get(ws)
+    if conn is None:
+        conn = store.open_workspace(paths(), ws)
+        if conn is not None:
+            conns[ws] = conn
+    return conn
+
+
+def state_key(ws: str) -> str:
+    return str(paths().workspace_db(ws))
+
+
+def close_connections(_exc: BaseException | None = None) -> None:
+    for conn in g.pop("fs_conns", {}).values():
+        conn.close()
+
+
+def verify(public_key_for: Callable[[str], bytes]) -> SignedBy:
+    try:
+        return verify_request(
+            method=request.method,
+            url=target_uri(),
+            headers=list(request.headers.items()),
+            body=request.get_data(cache=True),
+            public_key_for=public_key_for,
+            now=now(),
+            window=current_app.config["SIGNATURE_WINDOW"],
+        )
+    except AuthError as exc:
+        raise refuse(exc.code, exc.reason) from None
+
+
+def _authorise(access: str, caller: Caller) -> None:
+    device = caller.device
+    if device is None:
+        if access not in (MEMBER_OR_INVITE, INVITE):
+            raise refuse("wrong_role", "an invite key may only read the key log and enroll")
+        return
+    if access == INVITE:
+        raise refuse("wrong_role", "only an invite key enrolls a device")
+    if access == KEYHOLDER and not device.is_keyholder:
+        raise refuse("wrong_role", "only coordinators and admins may read changes")
+    if access == ADMIN and device.role != "admin":
+        raise refuse("wrong_role", "only an admin may do this")
+    if access in (KEYHOLDER, ADMIN) and device.status != "active":
+        raise refuse("not_approved", "an admin has not approved this device yet")
+
+
+def authenticate(ws: str, access: str) -> Caller:
+    """Run every check of docs/API.md for workspace `ws`; returns the verified caller."""
+    t = now()
+    found: dict[str, Any] = {}
+
+    def public_key_for(keyid: str) -> bytes:
+        kws, ident = parse_keyid(keyid)
+        if kws != ws:
+            raise AuthError("wrong_workspace", "the request is signed for another workspace")
+        conn = workspace_conn(ws)
+        if conn is None:
+            raise AuthError("unknown_workspace", "this server hosts no such workspace")
+        state = stored_log.state(conn, state_key(ws))
+        found["state"] = state
+        device = state.devices.get(ident)
+        if device is not None:
+            if device.status == "revoked":
+                raise AuthError("revoked_device", "this device was revoked")
+            found["device"] = device
+            return device.sign_pub
+        invite = state.invites.get(ident)
+        if invite is not None and invite.used_by is None and t <= invite.expires:
+            found["invite"] = invite
+            return invite.key
+        raise AuthError("unknown_device", "no device or live invite of this workspace has this key")
+
+    signed_by = verify(public_key_for)
+    caller = Caller(
+        workspace=ws,
+        key_id=signed_by.key_id,
+        state=found["state"],
+        device=found.get("device"),
+        invite=found.get("invite"),
+    )
+    conn = workspace_conn(ws)
+    assert conn is not None  # the key lookup above opened it
+    if nonce_seen(conn, signed_by.key_id, signed_by.nonce):
+        raise refuse("replayed_nonce", "this request was already received")
+    _authorise(access, caller)
+    expires = t + 2 * current_app.config["SIGNATURE_WINDOW"]
+    with store.write(conn):
+        fresh = consume_nonce(conn, signed_by.key_id, signed_by.nonce, expires, t)
+    if not fresh:
+        raise refuse("replayed_nonce", "this request was already received")
+    return caller
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signed(access: str) -> Callable[[F], F]:
+    """Require a valid device (or invite) signature for the view's `<ws>` (flaskr's
+    `login_required`, with roles). The view finds the caller in `g.caller`."""
+    if access not in ACCESS:
+        raise ValueError(f"unknown access {access!r}")
+
+    def wrap(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(ws: str, **kw: Any) -> Any:
+            g.caller = authenticate(ws, access)
+            return view(ws, **kw)
+
+        wrapped.fieldsync_access = access  # type: ignore[attr-defined]
+        return cast(F, wrapped)
+
+    return wrap

@@ -1,0 +1,41 @@
+"""Storage: the only package that holds SQL. One SQLite file per workspace.
+
+Layout under DATA_DIR: `server.sqlite` (one-time workspace codes, founder nonces)
+and `workspaces/<ws>.sqlite`. Every connection runs in WAL mode with
+`synchronous=FULL` (a commit is on disk before the answer) and a busy timeout;
+every write goes through `write()`, which takes the write lock up front with
+`BEGIN IMMEDIATE` so concurrent gunicorn workers queue instead of failing with
+"database is locked" on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from . import bundles, keylog
+from .db import connect, read, write
+from .paths import Paths, valid_workspace_id
+
+__all__ = [
+    "Paths",
+    "bundles",
+    "connect",
+    "keylog",
+    "open_workspace",
+    "read",
+    "valid_workspace_id",
+    "write",
+]
+
+
+def open_workspace(paths: Paths, ws: str) -> sqlite3.Connection | None:
+    """A connection to a hosted workspace, or None when this server hosts no such id."""
+    if not valid_workspace_id(ws):
+        return None
+    path = paths.workspace_db(ws)
+    if not path.exists():
+        return None
+    try:
+        return connect(path, create=False)
+    except sqlite3.OperationalError:
+        return None

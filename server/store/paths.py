@@ -1,0 +1,43 @@
+"""Where each database lives under the data directory."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# A workspace id is 16 bytes in canonical unpadded base64url: the last character
+# carries 2 data bits and 4 zero bits. Checked before it is ever part of a path.
+_WS_RE = re.compile(r"^[A-Za-z0-9_-]{21}[AQgw]\Z")
+
+
+def valid_workspace_id(ws: str) -> bool:
+    return bool(_WS_RE.match(ws))
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+
+    @property
+    def server_db(self) -> Path:
+        return self.data_dir / "server.sqlite"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    def workspace_db(self, ws: str) -> Path:
+        if not valid_workspace_id(ws):
+            raise ValueError("not a workspace id")
+        return self.workspaces / f"{ws}.sqlite"
+
+    def ensure(self) -> None:
+        self.workspaces.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def all_databases(self) -> list[Path]:
+        """Every database file: the server's and each workspace's."""
+        found = [self.server_db] if self.server_db.exists() else []
+        if self.workspaces.is_dir():
+            found += sorted(self.workspaces.glob("*.sqlite"))
+        return found

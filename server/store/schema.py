@@ -1,0 +1,81 @@
+"""Table definitions. Nothing here but ciphertext, public keys and pseudonyms.
+
+A workspace database holds:
+- `events`: the key log, each event as verified canonical JSON, with its hash;
+- `bundles`: one row per accepted bundle; `change` (the rowid) is its change
+  number, contiguous in commit order because writes are serialised;
+- `cells`: one row per cell, clustered by (bundle_change, idx) so a changes page
+  is one range scan; `cells_register` finds a register's cells for the merge;
+- `nonces`: request nonces, kept for twice the signature window.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+WORKSPACE_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    change INTEGER PRIMARY KEY,
+    bundle_id TEXT NOT NULL UNIQUE,
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    prev TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    key_epoch INTEGER NOT NULL,
+    key_commit TEXT NOT NULL,
+    sealed_key TEXT NOT NULL,
+    sig TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (device_id, seq)
+);
+CREATE INDEX IF NOT EXISTS bundles_key_epoch ON bundles (key_epoch, change);
+CREATE TABLE IF NOT EXISTS cells (
+    bundle_change INTEGER NOT NULL REFERENCES bundles (change),
+    idx INTEGER NOT NULL,
+    cell_id TEXT NOT NULL UNIQUE,
+    record_id TEXT NOT NULL,
+    field_tag TEXT NOT NULL,
+    hlc INTEGER NOT NULL,
+    supersedes TEXT NOT NULL,
+    ct TEXT NOT NULL,
+    is_head INTEGER NOT NULL,
+    PRIMARY KEY (bundle_change, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cells_register ON cells (record_id, field_tag);
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+"""
+
+SERVER_DDL = """
+CREATE TABLE IF NOT EXISTS codes (
+    code_hash TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    used INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+"""
+
+
+def create_workspace_tables(conn: sqlite3.Connection) -> None:
+    conn.executescript(WORKSPACE_DDL)
+
+
+def create_server_tables(conn: sqlite3.Connection) -> None:
+    conn.executescript(SERVER_DDL)
