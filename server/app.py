@@ -24,6 +24,7 @@ from flask import Flask, request
 from . import auth, errors, store
 from .api import register_blueprints
 from .errors import ApiError
+from .logs import configure_app_logging
 from .openapi import build_spec
 
 MIB = 1024 * 1024
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # werkzeug's request log names client addresses; it only runs under the dev
     # server, and is quieted there too.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    configure_app_logging()
 
     errors.init_app(app)
     app.before_request(_limits)
