@@ -2,14 +2,16 @@
 
 Pure: no I/O; the wall clock is always passed in, in milliseconds since the epoch.
 
-`hlc = physical_ms << 16 | counter`. Ordering integers orders events; the counter
+`hlc = physical_ms << 10 | counter`. Ordering integers orders events; the counter
 breaks ties among events in one millisecond and carries causality past a device
-whose wall clock is behind. 48 bits of milliseconds last until the year 10889.
+whose wall clock is behind (past 1023 it carries into the milliseconds, which only
+moves the clock a little ahead). The whole value must stay within 53 bits, exact as
+a JSON number in every language: 43 bits of milliseconds last until the year 2248.
 """
 
 from __future__ import annotations
 
-COUNTER_BITS = 16
+COUNTER_BITS = 10
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
 MAX_HLC = (1 << 53) - 1  # stays exact in JSON numbers of every language
 

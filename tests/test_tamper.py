@@ -24,8 +24,8 @@ R1 = new_id("record-1")
 FIRST = seal([CellInput(R1, "picket", "attendance", 23, HLC0)], label="first")
 BUNDLE = seal(
     [
-        CellInput(R1, "picket", "attendance", 31, HLC0 + 65536, (FIRST.cells[0].cell_id,)),
-        CellInput(R1, "picket", "place", "Test Square 7", HLC0 + 65537),
+        CellInput(R1, "picket", "attendance", 31, HLC0 + 1024, (FIRST.cells[0].cell_id,)),
+        CellInput(R1, "picket", "place", "Test Square 7", HLC0 + 1025),
     ],
     seq=2,
     prev=crypto.bundle_hash(FIRST),

@@ -403,3 +403,13 @@ def test_request_verification(v: dict[str, Any]) -> None:
         now=v["now"],
     )
     assert verdict == v["expect"]
+
+
+def test_vectors_are_valid_wire_messages() -> None:
+    """What the vectors show must also pass the wire schemas (53-bit HLCs, lengths...)."""
+    from schemas.wire import BundleSchema, KeyLogEventSchema
+
+    for v in BUNDLE["success"]:
+        assert BundleSchema().load(v["bundle"]) == v["bundle"]
+    for event in KEYLOG["log"]:
+        assert KeyLogEventSchema().load(event) == event

@@ -586,18 +586,22 @@ def bundle_vectors() -> dict[str, Any]:
         CellInput(R_PICKET, "picket", "attendance", 23, h + 2),
     ]
     b1, in1 = _seal("bundle-1", 1, ZERO_HASH, first_cells)
+    h2 = hlc.pack(T0 * 1000 + 60_001, 0)
     attendance_cell = b1.cells[2].cell_id
     second_cells = [
-        CellInput(R_PICKET, "picket", "attendance", 25, h + 60_000 * 65536, (attendance_cell,)),
-        CellInput(R_DETENTION, "detention", "picket_id", R_PICKET, h + 60_001 * 65536),
         CellInput(
-            R_DETENTION, "detention", "person_name", "Example Person Bir", h + 60_001 * 65536 + 1
+            R_PICKET,
+            "picket",
+            "attendance",
+            25,
+            hlc.pack(T0 * 1000 + 60_000, 0),
+            (attendance_cell,),
         ),
-        CellInput(
-            R_DETENTION, "detention", "released_at", "2026-11-20T18:30", h + 60_001 * 65536 + 2
-        ),
-        CellInput(R_DETENTION, "detention", "fine_amount", 50000, h + 60_001 * 65536 + 3),
-        CellInput(R_DETENTION, "detention", "fine_paid", False, h + 60_001 * 65536 + 4),
+        CellInput(R_DETENTION, "detention", "picket_id", R_PICKET, h2),
+        CellInput(R_DETENTION, "detention", "person_name", "Example Person Bir", h2 + 1),
+        CellInput(R_DETENTION, "detention", "released_at", "2026-11-20T18:30", h2 + 2),
+        CellInput(R_DETENTION, "detention", "fine_amount", 50000, h2 + 3),
+        CellInput(R_DETENTION, "detention", "fine_paid", False, h2 + 4),
     ]
     b2, in2 = _seal("bundle-2", 2, crypto.bundle_hash(b1), second_cells)
     rekeyed_key = crypto.rekey_sealed_key(b1, EPOCHS[1].private_bytes, 2, EPOCHS[2].public_bytes)
