@@ -1,0 +1,237 @@
+"""The device profile: where it lives, its passphrase and lock, its keys and its verified log.
+
+Everything a device knows is one JSON state inside the vault (`vault.py`):
+
+    v, server, workspace (the name; it exists only on devices), workspace_id, root
+    device_seed, hpke_seed (keyholders), tag_key          -- the device's secrets
+    log, seen = [length, head]                            -- the verified key log
+    hlc, seq, prev                                        -- clock and bundle chain
+    outbox [bundle], rejected [{bundle, error}]           -- sealed, unopenable here
+    own {record_id: {"type", "cells": {field: cell_id}}}  -- ids only, never values
+    replica_key, last_sync
+
+A coordinator's replica is a second file sealed under `replica_key` (`replica.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import keylog, keys, roster
+from protocol.encoding import b64d
+from protocol.errors import InvalidKeyLog
+
+from .errors import CliError, IntegrityError, NotAllowed
+from .vault import Vault
+
+VAULT_FILE = "profile.vault"
+REPLICA_FILE = "replica.sealed"
+LOCK_FILE = ".lock"
+STATE_VERSION = 1
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("FIELDSYNC_HOME") or "~/.fieldsync").expanduser()
+
+
+def read_passphrase(*, confirm: bool = False) -> str:
+    env = os.environ.get("FIELDSYNC_PASSPHRASE")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise NotAllowed("no passphrase: set FIELDSYNC_PASSPHRASE or run in a terminal")
+    first = getpass.getpass("fieldsync passphrase: ")
+    if confirm and getpass.getpass("repeat the passphrase: ") != first:
+        raise CliError("the two passphrases differ: nothing was created")
+    return first
+
+
+@contextlib.contextmanager
+def profile_lock(home: Path, timeout: float = 60.0) -> Iterator[None]:
+    """One command at a time per profile: two syncs must not both write the vault."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CliError(
+                        "another fieldsync command is using this profile: wait for it to end"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Profile:
+    """An unlocked profile. Mutate `state` through the helpers, then `save()`."""
+
+    def __init__(self, home: Path, vault: Vault, state: dict[str, Any]) -> None:
+        self.home = home
+        self.vault = vault
+        self.state = state
+        self._log_state: keylog.KeyLogState | None = None
+        self._epoch_keys: dict[int, bytes] | None = None
+
+    # --- opening and saving -----------------------------------------------------------
+
+    @classmethod
+    def create(cls, home: Path, passphrase: str, state: dict[str, Any]) -> Profile:
+        state = {"v": STATE_VERSION, **state}
+        vault = Vault.create(home / VAULT_FILE, passphrase, state)
+        return cls(home, vault, state)
+
+    @classmethod
+    def open(cls, home: Path, passphrase: str) -> Profile:
+        vault, state = Vault.open(home / VAULT_FILE, passphrase)
+        if state.get("v") != STATE_VERSION:
+            raise CliError("this profile was written by another fieldsync version")
+        return cls(home, vault, state)
+
+    def save(self) -> None:
+        self.vault.save(self.state)
+
+    # --- identity ---------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return str(self.state["server"])
+
+    @property
+    def workspace_id(self) -> str:
+        return str(self.state["workspace_id"])
+
+    @property
+    def workspace_name(self) -> str:
+        return str(self.state["workspace"])
+
+    @property
+    def device_key(self) -> Ed25519PrivateKey:
+        return keys.signing_key(b64d(self.state["device_seed"], length=32))
+
+    @property
+    def device_id(self) -> str:
+        return str(self.state["device_id"])
+
+    @property
+    def hpke_seed(self) -> bytes | None:
+        seed = self.state.get("hpke_seed")
+        return b64d(seed, length=keys.HPKE_PRIV_LEN) if seed else None
+
+    @property
+    def tag_key(self) -> bytes:
+        return b64d(self.state["tag_key"], length=32)
+
+    @property
+    def keyid(self) -> str:
+        return f"{self.workspace_id}.{self.device_id}"
+
+    # --- the key log ------------------------------------------------------------------
+
+    def log(self) -> keylog.KeyLogState:
+        """The stored key log, verified again from the pinned root."""
+        if self._log_state is None:
+            try:
+                self._log_state = keylog.verify_log(self.state["log"], self.state["root"])
+            except InvalidKeyLog as exc:
+                raise IntegrityError(f"the stored key log does not verify: {exc.reason}") from exc
+        return self._log_state
+
+    def adopt_log(self, events: list[dict[str, Any]], state: keylog.KeyLogState) -> None:
+        """Keep a log that `keylog.verify_log` accepted (the caller checked seen/rollback)."""
+        self.state["log"] = events
+        self.state["seen"] = [state.length, state.head]
+        self._log_state = state
+        self._epoch_keys = None
+
+    @property
+    def seen(self) -> tuple[int, str]:
+        length, head = self.state["seen"]
+        return int(length), str(head)
+
+    def me(self) -> keylog.Device:
+        dev = self.log().devices.get(self.device_id)
+        if dev is None:
+            raise IntegrityError("this device is not in the workspace's key log")
+        return dev
+
+    @property
+    def role(self) -> str:
+        return self.me().role
+
+    @property
+    def is_keyholder(self) -> bool:
+        return self.me().is_keyholder
+
+    def epoch_keys(self) -> dict[int, bytes]:
+        """Every epoch private key the log seals to this device (empty until approved)."""
+        if self._epoch_keys is None:
+            seed = self.hpke_seed
+            if seed is None:
+                self._epoch_keys = {}
+            else:
+                try:
+                    self._epoch_keys = roster.open_epoch_keys(self.log(), self.device_id, seed)
+                except InvalidKeyLog as exc:
+                    raise IntegrityError(f"the key log's epoch keys: {exc.reason}") from exc
+        return self._epoch_keys
+
+    def require_keyholder(self, action: str) -> None:
+        me = self.me()
+        if not me.is_keyholder:
+            raise NotAllowed(
+                f"a volunteer's device cannot {action}: it holds no key to read records;"
+                " ask a coordinator"
+            )
+
+    def require_admin(self, action: str) -> None:
+        me = self.me()
+        if me.role != "admin" or me.status != "active":
+            raise NotAllowed(f"only an active admin can {action}; this device is {me.role}")
+
+    def require_active(self) -> None:
+        if self.me().status == "revoked":
+            raise NotAllowed("this device was revoked by a coordinator; it can no longer sync")
+
+
+@contextlib.contextmanager
+def open_profile(home: Path | None = None) -> Iterator[Profile]:
+    """Lock and unlock the profile for one command."""
+    home = home or home_dir()
+    if not (home / VAULT_FILE).exists():
+        raise CliError(f"no fieldsync profile in {home}: run `fieldsync init` or `fieldsync join`")
+    with profile_lock(home):
+        yield Profile.open(home, read_passphrase())
+
+
+@contextlib.contextmanager
+def new_profile(home: Path | None = None) -> Iterator[tuple[Path, str]]:
+    """Lock an empty profile directory for `init`/`join`; yields it and the new passphrase."""
+    home = home or home_dir()
+    if (home / VAULT_FILE).exists():
+        raise CliError(
+            f"a fieldsync profile already exists in {home}: set FIELDSYNC_HOME to another"
+            " directory, or `fieldsync wipe --yes` first"
+        )
+    with profile_lock(home):
+        yield home, read_passphrase(confirm=True)

@@ -1,0 +1,58 @@
+"""A progress bar on stderr when it is a terminal, and nothing at all on a pipe."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+
+class Progress:
+    """`with Progress("pushing", total) as bar: bar.advance(n)`; total may be unknown (None)."""
+
+    WIDTH = 28
+
+    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.enabled and self.done:
+            self._draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        rate = self.done / max(now - self._start, 1e-6)
+        if self.total:
+            filled = int(self.WIDTH * min(self.done, self.total) / self.total)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            text = f"\r{self.label} [{bar}] {self.done}/{self.total} ({rate:,.0f}/s)"
+        else:
+            text = f"\r{self.label} {self.done:,} ({rate:,.0f}/s)"
+        self.stream.write(text)
+        self.stream.flush()
