@@ -96,7 +96,9 @@ def merge(
             reg = state.get(key)
             if reg is None:
                 if cell.supersedes:
-                    work[key] = Register({cell.cell_id: cell}, frozenset(cell.supersedes), ())
+                    # It supersedes others, not itself: still a head (unless it names itself).
+                    heads = () if cell.cell_id in cell.supersedes else (cell,)
+                    work[key] = Register({cell.cell_id: cell}, frozenset(cell.supersedes), heads)
                 else:
                     work[key] = Register({cell.cell_id: cell}, _NONE, (cell,))
                 accepted.append(cell)
