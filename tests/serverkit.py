@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import crypto, hlc, keys, roster
-from protocol.encoding import b64e
+from protocol.encoding import b64d, b64e
 from protocol.httpsig import sign_request
 from protocol.keylog import KeyLogState, apply_event, genesis_state, invite_id_for
 from protocol.model import ZERO_HASH, Bundle, CellInput
@@ -115,6 +115,7 @@ class Kit:
     def __init__(self, transport: Transport, seed: int = 0) -> None:
         self.transport = transport
         self.rng = random.Random(seed)
+        self.clock = time.time  # a test may pin it (and the app's CLOCK) to the same value
         self.workspace = b64e(self.random(16))
         self.tag_key = self.random(32)
         self.epochs: dict[int, keys.HpkeKeyPair] = {1: self.hpke()}
@@ -134,6 +135,15 @@ class Kit:
 
     def random(self, n: int) -> bytes:
         return self.rng.randbytes(n)
+
+    def _first_random(self, first: bytes) -> Any:
+        """A random source whose first draw is `first` (seal_bundle draws the id first)."""
+        pending = [first]
+
+        def draw(n: int) -> bytes:
+            return pending.pop() if pending else self.random(n)
+
+        return draw
 
     def hpke(self) -> keys.HpkeKeyPair:
         return keys.HpkeKeyPair.from_seed(self.random(keys.HPKE_PRIV_LEN))
@@ -163,7 +173,7 @@ class Kit:
         )
 
     def now(self) -> int:
-        return int(time.time())
+        return int(self.clock())
 
     def post_event(self, event: dict[str, Any], signer: Member | None = None) -> Response:
         """Append an admin event through the API, and to the local state when accepted."""
@@ -258,8 +268,12 @@ class Kit:
         supersedes: dict[str, tuple[str, ...]] | None = None,
         hlc_value: int | None = None,
         epoch: int | None = None,
+        bundle_id: str | None = None,
     ) -> Bundle:
-        """Seal one capture of one record (one cell per field) and advance the chain."""
+        """Seal one capture of one record (one cell per field) and advance the chain.
+
+        `bundle_id` forces the id (to test id reuse); otherwise it is random.
+        """
         rid = record_id or self.record_id()
         epoch = epoch or self.state.current_epoch
         cells = []
@@ -285,7 +299,7 @@ class Kit:
             epoch_public=self.epochs[epoch].public_bytes,
             tag_key=self.tag_key,
             cells=cells,
-            random=self.random,
+            random=self._first_random(b64d(bundle_id)) if bundle_id else self.random,
         )
         member.seq += 1
         member.prev = crypto.bundle_hash(bundle)
@@ -368,3 +382,22 @@ class Kit:
 def wire_with_change(bundle: Bundle, change: int) -> dict[str, Any]:
     """A bundle as the changes feed returns it."""
     return {**bundle.to_wire(), "change": change}
+
+
+def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
+    """Every row of every database under a data directory: compare before and after.
+
+    `nonces=False` leaves out the nonce tables, for requests that pass authentication
+    (and so rightly consume their nonce) but must change nothing else.
+    """
+    from pathlib import Path
+
+    from server.store import Paths
+    from server.store.inspect import dump
+
+    paths = Paths(Path(data_dir))
+    out = {str(p.relative_to(paths.data_dir)): dump(p) for p in paths.all_databases()}
+    if not nonces:
+        for tables in out.values():
+            tables.pop("nonces", None)
+    return out

@@ -75,15 +75,15 @@ def last_change(conn: sqlite3.Connection) -> int:
 
 def registers(
     conn: sqlite3.Connection, record_ids: Sequence[str]
-) -> tuple[dict[RegisterKey, Register], set[str]]:
-    """The stored registers of these records, and the ids of cells flagged as heads.
+) -> tuple[dict[RegisterKey, Register], dict[RegisterKey, set[str]]]:
+    """The stored registers of these records, and the ids of their cells flagged as heads.
 
     The digest is left empty: a cell id is a hash over the cell's clear fields and
     ciphertext, checked by `verify_bundle` before anything is stored, so one id
     cannot carry two contents and the id itself identifies the content.
     """
     cells: dict[RegisterKey, dict[str, CellMeta]] = {}
-    flagged: set[str] = set()
+    flagged: dict[RegisterKey, set[str]] = {}
     for part in _chunks(record_ids):
         sql = (
             "SELECT c.record_id, c.field_tag, c.cell_id, c.hlc, b.device_id, c.supersedes,"  # noqa: S608
@@ -94,7 +94,7 @@ def registers(
             meta = CellMeta(rid, tag, cid, hlc, dev, tuple(json.loads(sup)) if sup != "[]" else ())
             cells.setdefault((rid, tag), {})[cid] = meta
             if is_head:
-                flagged.add(cid)
+                flagged.setdefault((rid, tag), set()).add(cid)
     out: dict[RegisterKey, Register] = {}
     for key, members in cells.items():
         superseded = frozenset(s for c in members.values() for s in c.supersedes)
