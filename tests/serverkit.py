@@ -12,10 +12,6 @@ and RFC 9421 request signatures, over either Flask's test client or real HTTP.
 
 Randomness comes from a seeded `random.Random`, so a test is reproducible; the
 clock is the real one unless a test passes `created=`.
-
-HLCs come from a synthetic millisecond clock (`Kit.hlc_ms`, starting in January
-1970) rather than the wall clock: `protocol.hlc.pack(now_ms, 0)` of a real time is
-about 2**56, above `MAX_HLC = 2**53 - 1`, so the wire schema would refuse it.
 """
 
 from __future__ import annotations
@@ -128,7 +124,6 @@ class Kit:
             at=int(time.time()),
         )
         self.state: KeyLogState = genesis_state(self.genesis)
-        self.hlc_ms = 1_000_000_000  # synthetic: see the module docstring
         self.events: list[dict[str, Any]] = [self.genesis]
 
     # --- randomness and keys ---------------------------------------------------------
@@ -278,8 +273,7 @@ class Kit:
         epoch = epoch or self.state.current_epoch
         cells = []
         for name, value in values.items():
-            self.hlc_ms += 1
-            member.last_hlc = hlc_value or hlc.tick(member.last_hlc, self.hlc_ms)
+            member.last_hlc = hlc_value or hlc.tick(member.last_hlc, int(self.clock() * 1000))
             cells.append(
                 CellInput(
                     record_id=rid,
