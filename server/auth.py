@@ -78,7 +78,7 @@ def paths() -> store.Paths:
 
 
 def workspace_conn(ws: str) -> sqlite3.Connection | None:
-    """The request's connection to workspace `ws`, opened once and closed at teardown."""
+    """The request's connection to workspace `ws` (pooled per thread, released at teardown)."""
     conns: dict[str, sqlite3.Connection] = g.setdefault("fs_conns", {})
     conn = conns.get(ws)
     if conn is None:
@@ -94,7 +94,7 @@ def state_key(ws: str) -> str:
 
 def close_connections(_exc: BaseException | None = None) -> None:
     for conn in g.pop("fs_conns", {}).values():
-        conn.close()
+        store.pool.release(conn)
 
 
 def verify(public_key_for: Callable[[str], bytes]) -> SignedBy:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import bundles, keylog
+from . import bundles, keylog, pool
 from .db import connect, read, write
 from .paths import Paths, valid_workspace_id
 
@@ -22,6 +22,7 @@ __all__ = [
     "connect",
     "keylog",
     "open_workspace",
+    "pool",
     "read",
     "valid_workspace_id",
     "write",
@@ -29,13 +30,16 @@ __all__ = [
 
 
 def open_workspace(paths: Paths, ws: str) -> sqlite3.Connection | None:
-    """A connection to a hosted workspace, or None when this server hosts no such id."""
+    """A pooled connection to a hosted workspace, or None when this server hosts no such id.
+
+    Give it back with `pool.release` at the end of the request, never close it.
+    """
     if not valid_workspace_id(ws):
         return None
     path = paths.workspace_db(ws)
     if not path.exists():
         return None
     try:
-        return connect(path, create=False)
+        return pool.get(path)
     except sqlite3.OperationalError:
         return None
