@@ -1,0 +1,5 @@
+"""`python -m client_sync` is `fieldsync`."""
+
+from client_sync.cli import main
+
+main()

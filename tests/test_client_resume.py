@@ -1,0 +1,51 @@
+"""A sync cut off mid-push or mid-pull is finished by a rerun, and nothing arrives twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clientkit import Proxy, assert_one_line_error, new_team, records, server, status  # noqa: F401
+
+from client_sync.demo import ServerProcess
+from client_sync.errors import NETWORK
+
+
+def _unchanged(status_code: int, body: Any) -> tuple[int, Any]:
+    return status_code, body
+
+
+def test_push_cut_off_then_resumed(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
+    proxy = Proxy(server.port).start()
+    try:
+        team = new_team(server, tmp_path, url=proxy.url)
+        admin = team.found()
+        vol = team.enroll(admin, "vol")
+        ids = [vol.run("add", "picket", "--set", f"attendance={n}").last for n in range(5)]
+        # The first batch of two goes through; the second reaches the server, which
+        # stores it, but every answer is lost (FIELDSYNC_RETRIES=2: both tries).
+        proxy.lie("POST", r"/push$", _unchanged, times=1)
+        proxy.cut("POST", r"/push$", times=2)
+        result = vol.run("sync", "--batch-size", "2", check=False)
+        assert_one_line_error(result, NETWORK, "rerun")
+        assert status(vol)["outbox"] == 3  # the acknowledged batch left; the rest waits
+        pushes = [p for m, p in proxy.seen if m == "POST" and p.endswith("/push")]
+        assert len(pushes) == 3
+
+        result = vol.run("sync", "--batch-size", "2")
+        assert "pushed 3 bundle(s): 1 accepted, 2 already stored, 0 rejected" in result.out
+        assert status(vol)["outbox"] == 0
+        assert "pushed 0 bundle(s)" in vol.run("sync").out
+
+        # The coordinator's pull is cut as well; the rerun resumes from its cursor.
+        proxy.cut("GET", r"/changes$", times=2)
+        assert_one_line_error(admin.run("sync", check=False), NETWORK)
+        assert "pulled 5 new bundle(s), 5 cell(s)" in admin.run("sync").out
+        got = records(admin)
+        assert [(r["id"], r["fields"]) for r in got] == [
+            (rid, {"attendance": n}) for n, rid in enumerate(ids)
+        ]
+        assert status(admin)["replica"] == {"records": 5, "bundles": 5, "cells": 5}
+        assert status(admin)["problems"] == []
+    finally:
+        proxy.stop()
