@@ -53,7 +53,10 @@ class HpkeKeyPair:
         return hpke_private_key(self.private_bytes)
 
 
+@functools.lru_cache(maxsize=8)
 def hpke_private_key(data: bytes) -> hpke.MLKEM768X25519PrivateKey:
+    # Cached: a coordinator opens every pulled bundle with the same few epoch keys,
+    # and expanding an ML-KEM seed costs more than the decapsulation itself.
     if len(data) != HPKE_PRIV_LEN:
         raise InvalidEncoding("bad_length", f"HPKE private key must be {HPKE_PRIV_LEN} bytes")
     return hpke.MLKEM768X25519PrivateKey(
