@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import crypto, hlc, keys
+from protocol import crypto, hlc, keylog, keys, roster
 from protocol.encoding import b64e
 from protocol.model import ZERO_HASH, Bundle, CellInput
 
@@ -78,3 +78,92 @@ def seal(
         cells=cells,
         random=Counter(label),
     )
+
+
+class Member:
+    """A device in a test workspace: its signing key and, for keyholders, an HPKE pair."""
+
+    def __init__(self, label: str, keyholder: bool) -> None:
+        self.label = label
+        self.key = sign_key(label)
+        self.id = device_id(self.key)
+        self.hpke = hpke_pair(label + "/hpke") if keyholder else None
+
+    @property
+    def hpke_public(self) -> bytes | None:
+        return None if self.hpke is None else self.hpke.public_bytes
+
+    @property
+    def hpke_private(self) -> bytes:
+        assert self.hpke is not None
+        return self.hpke.private_bytes
+
+
+class Log:
+    """A key log built event by event through `protocol.roster`, verified as it grows.
+
+    `states[i]` is the state after `events[i]`; `at(i)` the time of event i.
+    """
+
+    WEEK = 7 * 24 * 3600
+
+    def __init__(self, founder: Member, workspace: str = WORKSPACE) -> None:
+        self.epochs = {1: hpke_pair("epoch-1")}
+        self.founder = founder
+        assert founder.hpke is not None
+        genesis = roster.genesis(
+            workspace=workspace,
+            admin_key=founder.key,
+            admin_hpke=founder.hpke,
+            epoch=self.epochs[1],
+            at=self.at(0),
+        )
+        self.events: list[dict[str, Any]] = [genesis]
+        self.states = [keylog.genesis_state(genesis)]
+
+    @staticmethod
+    def at(i: int) -> int:
+        return T0 + 60 * i
+
+    @property
+    def state(self) -> Any:
+        return self.states[-1]
+
+    @property
+    def root(self) -> str:
+        return str(self.states[0].root)
+
+    def add(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.states.append(keylog.apply_event(self.state, event))
+        self.events.append(event)
+        return event
+
+    def join(self, admin: Member, member: Member, role: str) -> Member:
+        """Invite, enroll and (for a keyholder) approve `member`."""
+        invite_key = sign_key("invite/" + member.label)
+        n = len(self.events)
+        self.add(
+            roster.invite(
+                self.state, admin.key, invite_key, role, self.at(n) + self.WEEK, self.at(n)
+            )
+        )
+        self.add(
+            roster.enroll(
+                self.state, invite_key, member.key, role, member.hpke_public, self.at(n + 1)
+            )
+        )
+        if member.hpke is not None:
+            self.approve(admin, member)
+        return member
+
+    def approve(self, admin: Member, member: Member) -> None:
+        privs = {n: p.private_bytes for n, p in self.epochs.items()}
+        self.add(roster.approve(self.state, admin.key, member.id, privs, self.at(len(self.events))))
+
+    def revoke(self, admin: Member, member: Member) -> None:
+        self.add(roster.revoke(self.state, admin.key, member.id, self.at(len(self.events))))
+
+    def rotate(self, admin: Member) -> None:
+        n = max(self.epochs) + 1
+        self.epochs[n] = hpke_pair(f"epoch-{n}")
+        self.add(roster.rotate(self.state, admin.key, self.epochs[n], self.at(len(self.events))))
