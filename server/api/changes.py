@@ -10,7 +10,7 @@ from .. import auth, store
 from ..auth import KEYHOLDER, signed
 from ..openapi import doc, query_int
 from ..store import bundles as stored
-from . import int_arg, json_response
+from . import int_arg
 
 bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
 
@@ -32,7 +32,7 @@ def changes(ws: str) -> Response:
     conn = auth.workspace_conn(ws)
     assert conn is not None
     with store.read(conn):
-        page = stored.changes(conn, ws, since, limit)
+        page, nxt = stored.changes(conn, ws, since, limit)
         last = stored.last_change(conn)
-    nxt = page[-1]["change"] if page else since
-    return json_response({"bundles": page, "next": nxt, "done": last <= nxt})
+    body = f'{{"bundles":{page},"next":{nxt},"done":{"true" if last <= nxt else "false"}}}'
+    return Response(body, mimetype="application/json")

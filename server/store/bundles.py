@@ -161,59 +161,41 @@ _BUNDLE_COLS = (
 )
 
 
-def changes(
-    conn: sqlite3.Connection, workspace: str, since: int, limit: int
-) -> list[dict[str, Any]]:
-    """Bundles with change in (since, since+…], at most `limit`, as wire dicts.
+def changes(conn: sqlite3.Connection, workspace: str, since: int, limit: int) -> tuple[str, int]:
+    """Bundles with change > since, at most `limit`: their JSON array, and the last change.
 
-    Two range scans, one on each clustered key; the cost follows the page, not the
-    database. Call inside `db.read` so both queries see the same commit.
+    Two range scans, one on each clustered key, so the cost follows the page, not
+    the database. Call inside `db.read` so both queries see the same commit.
+
+    The JSON is assembled from the stored text rather than encoded from dicts (a
+    third of a page's time): every stored string is base64url that passed the
+    wire schema, so nothing needs escaping, and `supersedes` is stored as JSON.
     """
     rows = conn.execute(
         f"SELECT {_BUNDLE_COLS} FROM bundles WHERE change > ? ORDER BY change LIMIT ?",  # noqa: S608
         (since, limit),
     ).fetchall()
     if not rows:
-        return []
-    out: list[dict[str, Any]] = []
-    by_change: dict[int, list[dict[str, Any]]] = {}
-    for change, bid, dev, seq, prev, epoch, key_epoch, commit, sealed, sig in rows:
-        cells: list[dict[str, Any]] = []
-        by_change[change] = cells
-        out.append(
-            {
-                "workspace": workspace,
-                "bundle_id": bid,
-                "device_id": dev,
-                "seq": seq,
-                "prev": prev,
-                "epoch": epoch,
-                "key_commit": commit,
-                "key_epoch": key_epoch,
-                "sealed_key": sealed,
-                "sig": sig,
-                "cells": cells,
-                "change": change,
-            }
-        )
+        return "[]", since
+    cells: dict[int, list[str]] = {row[0]: [] for row in rows}
     cur = conn.execute(
         "SELECT bundle_change, cell_id, record_id, field_tag, hlc, supersedes, ct FROM cells"
         " WHERE bundle_change > ? AND bundle_change <= ? ORDER BY bundle_change, idx",
         (since, rows[-1][0]),
     )
-    loads = json.loads
     for change, cid, rid, tag, hlc, sup, ct in cur:
-        by_change[change].append(
-            {
-                "record_id": rid,
-                "field_tag": tag,
-                "cell_id": cid,
-                "hlc": hlc,
-                "supersedes": loads(sup) if sup != "[]" else [],
-                "ct": ct,
-            }
+        cells[change].append(
+            f'{{"record_id":"{rid}","field_tag":"{tag}","cell_id":"{cid}","hlc":{hlc},'
+            f'"supersedes":{sup},"ct":"{ct}"}}'
         )
-    return out
+    parts = [
+        f'{{"workspace":"{workspace}","bundle_id":"{bid}","device_id":"{dev}","seq":{seq},'
+        f'"prev":"{prev}","epoch":{epoch},"key_commit":"{commit}","key_epoch":{key_epoch},'
+        f'"sealed_key":"{sealed}","sig":"{sig}","cells":[{",".join(cells[change])}],'
+        f'"change":{change}}}'
+        for change, bid, dev, seq, prev, epoch, key_epoch, commit, sealed, sig in rows
+    ]
+    return "[" + ",".join(parts) + "]", rows[-1][0]
 
 
 def pending_rekey(
