@@ -69,7 +69,12 @@ class Count(fields.Integer):
         super().__init__(validate=validate.Range(min=0, max=10**12), **kw)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> int:
-        if isinstance(value, bool) or (isinstance(value, str) and not value.strip().isdigit()):
+        # Not floats: marshmallow would truncate 1.5 to 1 and change what was reported.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, str))
+            or (isinstance(value, str) and not value.strip().isdigit())
+        ):
             raise ValidationError("Not a whole number.")
         return super()._deserialize(value, attr, data, **kw)
 
