@@ -105,6 +105,7 @@ class _Session:
 
     def reading_replica(self, action: str) -> Replica:
         self.prof.require_keyholder(action)
+        self.prof.require_active()
         replica = open_replica(self.prof)
         if replica is None:
             raise NotAllowed(

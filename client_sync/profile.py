@@ -200,8 +200,8 @@ class Profile:
         me = self.me()
         if not me.is_keyholder:
             raise NotAllowed(
-                f"a volunteer's device cannot {action}: it holds no key to read records;"
-                " ask a coordinator"
+                f"a volunteer's device cannot {action}: only coordinators hold the keys"
+                " that decrypt records"
             )
 
     def require_admin(self, action: str) -> None:

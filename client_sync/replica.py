@@ -60,7 +60,7 @@ class Ingested:
 
     bundles: int = 0
     cells: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one message per bundle
     devices: set[str] = field(default_factory=set)
     max_hlc: int = 0
 
@@ -160,13 +160,12 @@ class Replica:
                     cells = self._open(bundle, log, epoch_keys, tag_key)
                 except InvalidBundle as exc:
                     ok = 0
-                    out.failed.append(bundle.bundle_id)
-                    self._problem(
-                        f"bad:{bundle.bundle_id}",
-                        bundle.device_id,
+                    message = (
                         f"device {bundle.device_id}: bundle {bundle.seq} ({bundle.bundle_id})"
-                        f" failed verification and was not merged: {exc.code}: {exc.reason}",
+                        f" failed verification and was not merged: {exc.code}: {exc.reason}"
                     )
+                    out.failed.append(message)
+                    self._problem(f"bad:{bundle.bundle_id}", bundle.device_id, message)
                 else:
                     opened.extend(cells)
                 rows.append(

@@ -121,6 +121,7 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             out.bundles += got.bundles
             out.cells += got.cells
             out.failed += len(got.failed)
+            out.problems += got.failed
             devices |= got.devices
             now_ms = int(time.time() * 1000)
             if got.max_hlc and hlc.physical_ms(got.max_hlc) <= now_ms + 300_000:
@@ -131,7 +132,7 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             if done or not bundles:
                 break
             replica.save_every(30.0)
-    out.problems = replica.check_chains(devices)
+    out.problems += replica.check_chains(devices)
     replica.save()
     return out
 

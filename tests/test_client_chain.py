@@ -1,0 +1,95 @@
+"""A server that withholds or alters a bundle is caught by the coordinator; a rejected
+bundle is reported and kept aside; a wiped device holds nothing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clientkit import Proxy, Team, as_json, new_team, records, server, status  # noqa: F401
+
+from client_sync.demo import ServerProcess
+
+
+@pytest.fixture
+def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, Proxy]]:  # noqa: F811
+    proxy = Proxy(server.port).start()
+    try:
+        yield new_team(server, tmp_path, url=proxy.url), proxy
+    finally:
+        proxy.stop()
+
+
+def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, Proxy]) -> None:
+    team, proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    ids = [vol.run("add", "picket", "--set", f"attendance={n}").last for n in range(5)]
+    vol.run("sync")
+    device = team.ids["vol"]
+
+    def withhold_and_alter(status_code: int, body: Any) -> tuple[int, Any]:
+        kept = []
+        for bundle in body["bundles"]:
+            if bundle["device_id"] == device and bundle["seq"] == 2:
+                continue  # the operator drops bundle 2
+            if bundle["device_id"] == device and bundle["seq"] == 4:
+                cell = bundle["cells"][0]
+                cell["ct"] = ("B" if cell["ct"][0] == "A" else "A") + cell["ct"][1:]
+            kept.append(bundle)
+        body["bundles"] = kept
+        return status_code, body
+
+    proxy.lie("GET", r"/changes$", withhold_and_alter)
+    result = admin.run("sync")
+    warnings = result.err.strip().splitlines()
+    assert f"warning: device {device}: bundle 2 missing between 1 and 3" in warnings
+    assert any(
+        w.startswith(f"warning: device {device}: bundle 4 (") and "failed verification" in w
+        for w in warnings
+    ), warnings
+    # The altered bundle counts as missing too: its claims are not signed.
+    assert f"warning: device {device}: bundle 4 missing between 3 and 5" in warnings
+    assert "warning: 1 bundle(s) failed verification and were not merged" in warnings
+    # Neither the dropped nor the altered record is merged; the others are.
+    assert [r["id"] for r in records(admin)] == [ids[0], ids[2], ids[4]]
+    problems = status(admin)["problems"]
+    assert any("bundle 2 missing between 1 and 3" in p for p in problems)
+    assert any("failed verification" in p for p in problems)
+
+
+def test_a_rejected_bundle_is_kept_aside(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
+    """A phone restored from a backup reuses its bundle numbers: the server refuses the fork."""
+    team = new_team(server, tmp_path)
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    clone = team.device("clone")
+    shutil.copytree(vol.home, clone.home)
+    vol.run("add", "picket", "--set", "attendance=1")
+    vol.run("sync")
+    clone.run("add", "picket", "--set", "attendance=2")
+    result = clone.run("sync")
+    assert "1 rejected" in result.out
+    assert "was rejected: fork:" in result.err
+    st = status(clone)
+    assert st["outbox"] == 0
+    assert [(r["seq"], r["code"]) for r in st["rejected"]] == [(1, "fork")]
+    assert "fork" in clone.run("status").err
+
+
+def test_wipe(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
+    team = new_team(server, tmp_path)
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    vol.run("add", "picket", "--set", "attendance=3")
+    assert vol.run("wipe", check=False).rc == 2
+    assert vol.run("wipe", "--yes").out == "wiped this device's fieldsync profile\n"
+    assert not vol.home.exists()
+    assert vol.run("status", check=False).rc == 1
+    # A wiped coordinator can join again with a new invite; its old device is revoked.
+    assert as_json(admin.run("devices", "--format", "json"))[1]["status"] == "active"
+    admin.run("revoke", team.ids["vol"])
+    assert as_json(admin.run("devices", "--format", "json"))[1]["status"] == "revoked"
