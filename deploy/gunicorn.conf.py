@@ -5,6 +5,7 @@ server/logs.py). Loopback only: TLS and the public address belong to the reverse
 proxy in front (deploy/Caddyfile).
 """
 
+import gc
 import multiprocessing
 
 bind = ["127.0.0.1:8000"]
@@ -35,3 +36,14 @@ proc_name = "fieldsync-server"
 # gunicorn's control socket (a unix socket under $HOME) is not needed: signals do.
 control_socket_disable = True
 preload_app = False  # each worker opens its own database connections
+
+
+def post_worker_init(worker):
+    """Move the app's startup objects out of the collector's way.
+
+    A push allocates tens of thousands of short-lived objects; without this each
+    full collection also walks every module, schema and route object (about 4%
+    of a push's time).
+    """
+    gc.collect()
+    gc.freeze()
