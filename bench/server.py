@@ -108,9 +108,9 @@ def bench_push(kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundl
     return took
 
 
-def bench_pull(kit: Kit, port: int, coord: Member, total: int, page: int) -> float:
+def bench_pull(kit: Kit, port: int, coord: Member, total: int, page: int, first: int = 0) -> float:
     reqs = []
-    for since in range(0, total, page):
+    for since in range(first, first + total, page):
         path = kit.path("changes", f"since={since}&limit={page}")
         reqs.append((path, signed(kit, coord, "GET", path, b"")))
     client = Client(port)
@@ -237,9 +237,25 @@ def code(data_dir: Path) -> str:
     ).stdout.strip()  # fmt: skip
 
 
+def server_cpu(master: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn master and its workers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == master or ppid == master:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundles", type=int, default=8000)
+    ap.add_argument("--bundles", type=int, default=8000, help="records pushed per round")
+    ap.add_argument("--rounds", type=int, default=3, help="medians are over this many rounds")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--big-cells", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
@@ -247,20 +263,41 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fieldsync-bench-"))
     data = tmp / "data"
     server = Gunicorn(data, workers=args.workers, log_dir=tmp / "logs")
+    push_rates, pull_rates, push_cpu, pull_cpu = [], [], [], []
+    base_push, base_pull, base_page = [], [], []
+    per = args.bundles // args.clients
+    total = per * args.clients
     try:
         server.start()
+        assert server.proc is not None
+        master = server.proc.pid
         kit = Kit.create(HttpTransport(server.url), code(data), seed=7)
         coord = kit.member("coordinator")
-        members = [kit.member("volunteer") for _ in range(args.clients)]
-        per = args.bundles // args.clients
-        t = time.perf_counter()
-        outboxes = {m.device_id: (m, [kit.seal(m, record(i)) for i in range(per)]) for m in members}
-        print(f"sealed {per * args.clients} bundles in {time.perf_counter() - t:.1f} s (not timed)")
-        total = per * args.clients
-        push_s = bench_push(kit, server.port, outboxes)
-        pull_s = bench_pull(kit, server.port, coord, total, 1000)
-        all_bundles = [b for _, box in outboxes.values() for b in box]
-        base_push, base_pull, base_page = baseline(tmp / "baseline.sqlite", all_bundles, 1000)
+        for r in range(args.rounds):
+            members = [kit.member("volunteer") for _ in range(args.clients)]
+            t = time.perf_counter()
+            outboxes = {
+                m.device_id: (m, [kit.seal(m, record(i)) for i in range(per)]) for m in members
+            }
+            print(
+                f"round {r + 1}: sealed {total} bundles in {time.perf_counter() - t:.1f} s"
+                " (not timed)"
+            )
+            cpu = server_cpu(master)
+            took = bench_push(kit, server.port, outboxes)
+            push_cpu.append((server_cpu(master) - cpu) / total)
+            push_rates.append(total / took)
+            cpu = server_cpu(master)
+            took = bench_pull(kit, server.port, coord, total, 1000, first=r * total)
+            pull_cpu.append((server_cpu(master) - cpu) / total)
+            pull_rates.append(total / took)
+            all_bundles = [b for _, box in outboxes.values() for b in box]
+            bp, bl, bg = baseline(tmp / f"baseline{r}.sqlite", all_bundles, 1000)
+            base_push.append(total / bp)
+            base_pull.append(total / bl)
+            base_page.append(bg)
+            print(f"  push {push_rates[-1]:.0f}/s (plain sqlite {base_push[-1]:.0f}/s),"
+                  f" pull {pull_rates[-1]:.0f}/s (plain sqlite {base_pull[-1]:.0f}/s)")  # fmt: skip
 
         small = Kit.create(HttpTransport(server.url), code(data), seed=8)
         big = Kit.create(HttpTransport(server.url), code(data), seed=9)
@@ -277,18 +314,27 @@ def main() -> None:
         assert "database is locked" not in log and "Traceback" not in log
     finally:
         server.stop()
+    med = statistics.median
     rows = [
-        ("push records/s", total / push_s, total / base_push),
-        ("pull records/s", total / pull_s, total / base_pull),
-        ("page of 200, 10k cells (ms)", lat[10_000] * 1000, base_page * 1000),
-        (f"page of 200, {args.big_cells // 1000}k cells (ms)", lat[args.big_cells] * 1000, None),
+        ("push records/s", med(push_rates), med(base_push)),
+        ("pull records/s", med(pull_rates), med(base_pull)),
+        ("server CPU per pushed record (us)", med(push_cpu) * 1e6, None),
+        ("server CPU per pulled record (us)", med(pull_cpu) * 1e6, None),
+        ("page of 200 bundles, 10k cells (ms)", lat[10_000] * 1000, med(base_page) * 1000),
+        (f"page of 200 bundles, {args.big_cells:,} cells (ms)", lat[args.big_cells] * 1000, None),
     ]
-    print(f"\n{total} records of {FIELDS} fields, {args.clients} clients, {args.workers} workers")
-    print(f"{'':34} {'fieldsync':>12} {'plain sqlite':>14}")
+    print(
+        f"\n{total} records of {FIELDS} fields per round, {args.rounds} rounds (medians),"
+        f" {args.clients} clients, {args.workers} workers"
+    )
+    print(f"{'':40} {'fieldsync':>10} {'plain sqlite':>13}")
     for label, ours, base in rows:
-        b = f"{base:14.1f}" if base is not None else f"{'':>14}"
-        print(f"{label:34} {ours:12.1f} {b}")
-    print(f"1M/10k page latency ratio: {lat[args.big_cells] / lat[10_000]:.2f}")
+        b = f"{base:13.1f}" if base is not None else f"{'':>13}"
+        print(f"{label:40} {ours:10.1f} {b}")
+    print(
+        f"page latency ratio {args.big_cells:,} / 10,000 cells:"
+        f" {lat[args.big_cells] / lat[10_000]:.2f}"
+    )
 
 
 if __name__ == "__main__":
