@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Databases, WAL, backups: readable by the service's user only, whatever the shell's umask.
+    os.umask(0o077)
     return int(args.func(args))
 
 

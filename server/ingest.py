@@ -63,9 +63,9 @@ def check_alone(
         return Rejection("not_your_bundle", "a device pushes only its own bundles")
     if b.epoch not in state.epochs or b.key_epoch != b.epoch:
         return Rejection("unknown_epoch", f"epoch {b.epoch} is not in the key log")
-    for i, c in enumerate(b.cells):
-        if hlc.too_far_ahead(c.hlc, now_ms, max_skew_ms):
-            return Rejection("hlc_ahead", f"cell {i}: its clock is ahead of the server's")
+    if hlc.too_far_ahead(max(c.hlc for c in b.cells), now_ms, max_skew_ms):
+        i = next(i for i, c in enumerate(b.cells) if hlc.too_far_ahead(c.hlc, now_ms, max_skew_ms))
+        return Rejection("hlc_ahead", f"cell {i}: its clock is ahead of the server's")
     try:
         verify_bundle(b, signer.sign_pub)
     except InvalidBundle as exc:

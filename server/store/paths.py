@@ -33,7 +33,8 @@ class Paths:
         return self.workspaces / f"{ws}.sqlite"
 
     def ensure(self) -> None:
-        self.workspaces.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.workspaces.mkdir(exist_ok=True, mode=0o700)
 
     def all_databases(self) -> list[Path]:
         """Every database file: the server's and each workspace's."""
