@@ -128,8 +128,12 @@ def _authorise(access: str, caller: Caller) -> None:
         raise refuse("not_approved", "an admin has not approved this device yet")
 
 
-def authenticate(ws: str, access: str) -> Caller:
-    """Run every check of docs/API.md for workspace `ws`; returns the verified caller."""
+def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
+    """Run every check of docs/API.md for workspace `ws`; returns the verified caller.
+
+    The nonce is recorded last, in its own write transaction, or with
+    `defer_nonce` inside the route's own transaction (`consume_nonce_in`).
+    """
     t = now()
     found: dict[str, Any] = {}
 
@@ -167,28 +171,58 @@ def authenticate(ws: str, access: str) -> Caller:
     if nonce_seen(conn, signed_by.key_id, signed_by.nonce):
         raise refuse("replayed_nonce", "this request was already received")
     _authorise(access, caller)
-    expires = t + 2 * current_app.config["SIGNATURE_WINDOW"]
-    with store.write(conn):
-        fresh = consume_nonce(conn, signed_by.key_id, signed_by.nonce, expires, t)
-    if not fresh:
-        raise refuse("replayed_nonce", "this request was already received")
+    g.fs_nonce = (
+        signed_by.key_id,
+        signed_by.nonce,
+        t + 2 * current_app.config["SIGNATURE_WINDOW"],
+        t,
+    )
+    if not defer_nonce:
+        _consume_alone(conn)
     return caller
+
+
+def consume_nonce_in(conn: sqlite3.Connection) -> None:
+    """Record the request's nonce inside the caller's write transaction.
+
+    A push then takes the write lock once rather than twice; if another request
+    with the same nonce committed first, the whole transaction is refused.
+    """
+    pending = g.pop("fs_nonce", None)
+    if pending is not None and not consume_nonce(conn, *pending):
+        raise refuse("replayed_nonce", "this request was already received")
+
+
+def _consume_alone(conn: sqlite3.Connection) -> None:
+    if g.get("fs_nonce") is not None:
+        with store.write(conn):
+            consume_nonce_in(conn)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def signed(access: str) -> Callable[[F], F]:
+def signed(access: str, *, nonce_in_transaction: bool = False) -> Callable[[F], F]:
     """Require a valid device (or invite) signature for the view's `<ws>` (flaskr's
-    `login_required`, with roles). The view finds the caller in `g.caller`."""
+    `login_required`, with roles). The view finds the caller in `g.caller`.
+
+    With `nonce_in_transaction` the view records the nonce in its own write
+    transaction (`consume_nonce_in`); whatever path the view takes, a nonce it
+    did not record is recorded before the answer leaves.
+    """
     if access not in ACCESS:
         raise ValueError(f"unknown access {access!r}")
 
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def wrapped(ws: str, **kw: Any) -> Any:
-            g.caller = authenticate(ws, access)
-            return view(ws, **kw)
+            g.caller = authenticate(ws, access, defer_nonce=nonce_in_transaction)
+            try:
+                return view(ws, **kw)
+            finally:
+                conn = workspace_conn(ws)
+                if conn is not None:
+                    _consume_alone(conn)
 
         wrapped.fieldsync_access = access  # type: ignore[attr-defined]
         return cast(F, wrapped)

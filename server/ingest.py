@@ -10,7 +10,7 @@ how a device batches its outbox. A rejected bundle leaves no trace.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,8 +87,13 @@ def push(
     state: KeyLogState,
     now_ms: int,
     max_skew_ms: int,
+    in_transaction: Callable[[sqlite3.Connection], None] | None = None,
 ) -> Outcome:
-    """Judge every bundle, merge and write the accepted ones; returns after COMMIT."""
+    """Judge every bundle, merge and write the accepted ones; returns after COMMIT.
+
+    `in_transaction(conn)` runs first inside the write transaction (the route
+    records its request nonce there); if it raises, nothing is written.
+    """
     results: list[tuple[str, int] | Rejection | None] = []
     candidates: list[tuple[int, Bundle, str]] = []
     for i, b in enumerate(bundles):
@@ -99,6 +104,8 @@ def push(
     volunteer = signer.role == "volunteer"
     if candidates:
         with write(conn):
+            if in_transaction is not None:
+                in_transaction(conn)
             _judge_and_write(conn, candidates, results, signer.device_id, volunteer)
     final: list[tuple[str, int] | Rejection] = []
     for r in results:

@@ -284,3 +284,26 @@ def test_sealed_bundles_open_after_the_round_trip(kit: Kit, vol: Member, coord: 
         ("dispersed", True),
     ]
     assert isinstance(pulled.cells[0], Cell)
+
+
+def test_replayed_push_and_a_nonce_race_store_nothing(
+    kit: Kit, vol: Member, app: Any, monkeypatch: Any
+) -> None:
+    path = kit.path("push")
+    body = json.dumps({"bundles": [kit.seal(vol, {"n": 1}).to_wire()]}).encode()
+    headers = kit.signed_headers("POST", path, vol, body)
+    assert results(kit.transport.send("POST", path, headers, body)) == [("accepted", 1)]
+    before = db_state(app.config["DATA_DIR"])
+    again = kit.transport.send("POST", path, headers, body)
+    assert (again.status, again.code) == (401, "replayed_nonce")
+    # Two requests with one nonce both past the read check: the second one's
+    # transaction finds the nonce taken and writes nothing.
+    from server import auth
+
+    monkeypatch.setattr(auth, "nonce_seen", lambda *a: False)
+    other = json.dumps({"bundles": [kit.seal(vol, {"n": 2}).to_wire()]}).encode()
+    nonce = headers["Signature-Input"].split('nonce="')[1].split('"')[0]
+    raced = kit.signed_headers("POST", path, vol, other, nonce=nonce)
+    resp = kit.transport.send("POST", path, raced, other)
+    assert (resp.status, resp.code) == (401, "replayed_nonce")
+    assert db_state(app.config["DATA_DIR"]) == before

@@ -24,7 +24,7 @@ _schema = PushRequestSchema()
     response=PushResponseSchema,
     errors=(400,),
 )
-@signed(MEMBER)
+@signed(MEMBER, nonce_in_transaction=True)
 def push(ws: str) -> Response:
     data = body_json()
     bundles = fastload.push_bundles(data)
@@ -41,5 +41,6 @@ def push(ws: str) -> Response:
         caller.state,
         now_ms=int(current_app.config["CLOCK"]() * 1000),
         max_skew_ms=int(current_app.config["MAX_SKEW"]) * 1000,
+        in_transaction=auth.consume_nonce_in,
     )
     return json_response({"results": outcome.to_wire(bundles)})
