@@ -14,8 +14,8 @@ key derived once per command, and lands atomically: temporary file, fsync,
 rename, fsync of the directory. A power cut leaves the old vault or the new one.
 
 `FIELDSYNC_KDF_FAST=1` is for the test suite only: it makes new vaults with a
-trivial Argon2id cost so that hundreds of test commands run in seconds. Never set
-it on a real device; `fieldsync status` says when a vault was made with it.
+trivial Argon2id cost so that hundreds of test commands run in seconds. It is
+ignored outside pytest; `fieldsync status` says when a vault was made with it.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ BLOB_MAGIC = b"FSBLOB1\x00"
 
 
 def kdf_cost() -> tuple[int, int, int]:
-    """The Argon2id cost for a new vault: the real one unless the test suite asks."""
-    if os.environ.get("FIELDSYNC_KDF_FAST") == "1":
+    """The Argon2id cost for a new vault: the real one unless the test suite asks.
+
+    Honoured only under pytest (which sets PYTEST_CURRENT_TEST for the test and the
+    processes it starts), so a stray variable cannot weaken a real device's vault.
+    """
+    if os.environ.get("FIELDSYNC_KDF_FAST") == "1" and os.environ.get("PYTEST_CURRENT_TEST"):
         return FAST_COST
     return DEFAULT_COST
 
