@@ -155,8 +155,8 @@ def _judge_and_write(
     if not accepted:
         return
     heads = {c.cell_id for key in touched for c in regs[key].heads}
-    was_head = {cid for key in touched for cid in flagged.get(key, ())}
-    stored.insert(conn, accepted, heads, was_head - heads)
+    unheaded = [(key, cid) for key in touched for cid in flagged.get(key, ()) if cid not in heads]
+    stored.insert(conn, accepted, heads, unheaded)
 
 
 def _chain(b: Bundle, h: str, by_seq: dict[tuple[str, int], stored.Stored]) -> Rejection | None:

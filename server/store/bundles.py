@@ -111,9 +111,10 @@ def insert(
     conn: sqlite3.Connection,
     accepted: Sequence[tuple[int, Bundle, str]],
     heads: set[str],
-    unheaded: Iterable[str],
+    unheaded: Iterable[tuple[RegisterKey, str]],
 ) -> None:
-    """Write accepted bundles `(change, bundle, hash)` and their cells, then head flags."""
+    """Write accepted bundles `(change, bundle, hash)` and their cells, then clear the
+    head flag of each `(register, cell_id)` in `unheaded`."""
     conn.executemany(
         "INSERT INTO bundles (change, bundle_id, device_id, seq, prev, epoch, key_epoch,"
         " key_commit, sealed_key, sig, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -153,7 +154,10 @@ def insert(
             for i, c in enumerate(b.cells)
         ],
     )
-    conn.executemany("UPDATE cells SET is_head = 0 WHERE cell_id = ?", [(c,) for c in unheaded])
+    conn.executemany(
+        "UPDATE cells SET is_head = 0 WHERE record_id = ? AND field_tag = ? AND cell_id = ?",
+        [(rid, tag, cid) for (rid, tag), cid in unheaded],
+    )
 
 
 _BUNDLE_COLS = (

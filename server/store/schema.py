@@ -5,7 +5,11 @@ A workspace database holds:
 - `bundles`: one row per accepted bundle; `change` (the rowid) is its change
   number, contiguous in commit order because writes are serialised;
 - `cells`: one row per cell, clustered by (bundle_change, idx) so a changes page
-  is one range scan; `cells_register` finds a register's cells for the merge;
+  is one range scan; `cells_register` finds a register's cells for the merge and
+  keeps a cell id unique within its register. There is no index on `cell_id`
+  alone: ids are random, so such an index dirties one more page per cell in every
+  push (most of a push's WAL volume), and a cell id cannot recur in another
+  register anyway, since the record id and field tag are hashed into it;
 - `nonces`: request nonces, kept for twice the signature window.
 """
 
@@ -38,7 +42,7 @@ CREATE INDEX IF NOT EXISTS bundles_key_epoch ON bundles (key_epoch, change);
 CREATE TABLE IF NOT EXISTS cells (
     bundle_change INTEGER NOT NULL REFERENCES bundles (change),
     idx INTEGER NOT NULL,
-    cell_id TEXT NOT NULL UNIQUE,
+    cell_id TEXT NOT NULL,
     record_id TEXT NOT NULL,
     field_tag TEXT NOT NULL,
     hlc INTEGER NOT NULL,
@@ -47,7 +51,7 @@ CREATE TABLE IF NOT EXISTS cells (
     is_head INTEGER NOT NULL,
     PRIMARY KEY (bundle_change, idx)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS cells_register ON cells (record_id, field_tag);
+CREATE UNIQUE INDEX IF NOT EXISTS cells_register ON cells (record_id, field_tag, cell_id);
 CREATE TABLE IF NOT EXISTS nonces (
     key_id TEXT NOT NULL,
     nonce TEXT NOT NULL,
