@@ -50,7 +50,13 @@ def read_passphrase(*, confirm: bool = False) -> str:
     if env is not None:
         return env
     if not sys.stdin.isatty():
-        raise NotAllowed("no passphrase: set FIELDSYNC_PASSPHRASE or run in a terminal")
+        # Scripts may pipe it in: one line on standard input, not echoed anywhere.
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise NotAllowed(
+                "no passphrase: set FIELDSYNC_PASSPHRASE, pipe it in, or run in a terminal"
+            )
+        return line
     first = getpass.getpass("fieldsync passphrase: ")
     if confirm and getpass.getpass("repeat the passphrase: ") != first:
         raise CliError("the two passphrases differ: nothing was created")
