@@ -3,11 +3,14 @@ safety numbers, deletion and duplicates."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 from pathlib import Path
 
 from clientkit import as_json, new_team, records, server, sets, status  # noqa: F401
 
-from client_sync.demo import ServerProcess
+from client_sync.demo import ServerProcess, client_command
 
 
 def test_invite_qr_code(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
@@ -117,3 +120,31 @@ def test_likely_duplicates(server: ServerProcess, tmp_path: Path) -> None:  # no
     assert f"likely duplicate of {other}" not in table
     assert as_json(admin.run("show", one, "--format", "json"))["duplicates"] == [two]
     assert f"likely duplicate of {one}" in admin.run("show", two).out
+
+
+def test_init_output_and_piped_passphrase(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
+    team = new_team(server, tmp_path)
+    admin = team.device("admin")
+    out = admin.run(
+        "init", "--server", server.url, "--workspace", "Test pickets", "--code", team.code
+    ).out
+    ws = re.search(r"^workspace id: ([A-Za-z0-9_-]{22})$", out, re.M)
+    number = re.search(r"^safety number: ((?:\d{5} ){4}\d{5})$", out, re.M)
+    assert ws and number
+    st = status(admin)
+    assert st["workspace_id"] == ws.group(1)
+    assert admin.run("safety-number").out.strip() == number.group(1)
+    assert st["last_sync"] is None
+
+    env = {k: v for k, v in admin.env.items() if k != "FIELDSYNC_PASSPHRASE"}
+    piped = subprocess.run(
+        [*client_command(), "status", "--format", "json"],
+        env=env, input="pw\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert piped.returncode == 0 and json.loads(piped.stdout)["workspace_id"] == ws.group(1)
+    missing = subprocess.run(
+        [*client_command(), "status"],
+        env=env, input="", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 3
+    assert missing.stderr.startswith("error: no passphrase") and missing.stderr.count("\n") == 1
