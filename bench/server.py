@@ -253,6 +253,12 @@ def server_cpu(master: int) -> float:
     return total / tick
 
 
+def machine_idle() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundles", type=int, default=8000, help="records pushed per round")
@@ -264,7 +270,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fieldsync-bench-"))
     data = tmp / "data"
     server = Gunicorn(data, workers=args.workers, log_dir=tmp / "logs")
-    push_rates, pull_rates, push_cpu, pull_cpu = [], [], [], []
+    push_rates, pull_rates, push_cpu, pull_cpu, push_idle = [], [], [], [], []
+    client_cpu: list[float] = []
+    server_cores: list[float] = []
     base_push, base_pull, base_page = [], [], []
     per = args.bundles // args.clients
     total = per * args.clients
@@ -285,8 +293,15 @@ def main() -> None:
                 " (not timed)"
             )
             cpu = server_cpu(master)
+            idle = machine_idle()
+            mine = time.process_time()
             took = bench_push(kit, server.port, outboxes)
             push_cpu.append((server_cpu(master) - cpu) / total)
+            client_cpu.append((time.process_time() - mine) / total)
+            idle_after = machine_idle()
+            push_idle.append((idle_after[0] - idle[0]) / max(1, idle_after[1] - idle[1]))
+            # Cores the server had: its CPU seconds over the wall time of the push.
+            server_cores.append(push_cpu[-1] * total / took)
             push_rates.append(total / took)
             cpu = server_cpu(master)
             took = bench_pull(kit, server.port, coord, total, 1000, first=r * total)
@@ -297,7 +312,8 @@ def main() -> None:
             base_push.append(total / bp)
             base_pull.append(total / bl)
             base_page.append(bg)
-            print(f"  push {push_rates[-1]:.0f}/s (plain sqlite {base_push[-1]:.0f}/s),"
+            print(f"  push {push_rates[-1]:.0f}/s (plain sqlite {base_push[-1]:.0f}/s,"
+                  f" machine idle {push_idle[-1]:.0%} during the push),"
                   f" pull {pull_rates[-1]:.0f}/s (plain sqlite {base_pull[-1]:.0f}/s)")  # fmt: skip
 
         small = Kit.create(HttpTransport(server.url), code(data), seed=8)
@@ -327,6 +343,9 @@ def main() -> None:
         ("pull records/s", med(pull_rates), med(base_pull)),
         ("server CPU per pushed record (us)", med(push_cpu) * 1e6, None),
         ("server CPU per pulled record (us)", med(pull_cpu) * 1e6, None),
+        ("bench client CPU per pushed record (us)", med(client_cpu) * 1e6, None),
+        ("cores the server got during push", med(server_cores), None),
+        ("machine idle during push (%)", med(push_idle) * 100, None),
         ("page of 200 bundles, 10k cells (ms)", lat[10_000] * 1000, med(base_page) * 1000),
         (f"page of 200 bundles, {args.big_cells:,} cells (ms)", lat[args.big_cells] * 1000, None),
     ]
