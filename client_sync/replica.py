@@ -180,6 +180,12 @@ class Replica:
                     )
                 )
             db.executemany("INSERT INTO bundles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            # Devices whose chains need a check, kept with the data: a pull cut off
+            # before its end still gets them checked by the next one.
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, '')",
+                [(f"dirty:{d}",) for d in out.devices],
+            )
             out.cells = self._fold(opened)
             out.max_hlc = max((c.hlc for c in opened), default=0)
             db.execute("COMMIT")
@@ -281,11 +287,14 @@ class Replica:
 
     # --- chains -----------------------------------------------------------------------
 
-    def check_chains(self, device_ids: Iterable[str]) -> list[str]:
-        """Re-check each device's chain: contiguous seq from 1, each `prev` the hash before."""
+    def check_chains(self) -> list[str]:
+        """Re-check the chain of each device with new bundles: contiguous seq from 1,
+        each `prev` the hash of the bundle before."""
         db = self.db
         found: list[str] = []
-        for dev in sorted(device_ids):
+        dirty = [r[0][6:] for r in db.execute("SELECT key FROM meta WHERE key LIKE 'dirty:%'")]
+        db.execute("DELETE FROM meta WHERE key LIKE 'dirty:%'")
+        for dev in sorted(dirty):
             db.execute("DELETE FROM problems WHERE key LIKE ?", (f"chain:{dev}:%",))
             by_seq: dict[int, list[tuple[str, str]]] = defaultdict(list)
             for seq, prev, h in db.execute(

@@ -102,7 +102,6 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
     log = prof.log()
     epoch_keys = prof.epoch_keys()
     tag_key = prof.tag_key
-    devices: set[str] = set()
     cursor = replica.cursor
     with Progress("pulling") as bar:
         while True:
@@ -122,7 +121,6 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             out.cells += got.cells
             out.failed += len(got.failed)
             out.problems += got.failed
-            devices |= got.devices
             now_ms = int(time.time() * 1000)
             if got.max_hlc and hlc.physical_ms(got.max_hlc) <= now_ms + 300_000:
                 prof.state["hlc"] = hlc.observe(int(prof.state["hlc"]), got.max_hlc, now_ms)
@@ -132,7 +130,7 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             if done or not bundles:
                 break
             replica.save_every(30.0)
-    out.problems += replica.check_chains(devices)
+    out.problems += replica.check_chains()
     replica.save()
     return out
 
