@@ -8,13 +8,9 @@ hundreds of commands run in seconds; `FIELDSYNC_RETRIES=2` keeps failure tests s
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,99 +92,3 @@ def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
     assert lines[0].startswith("error: "), lines
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-
-
-Rewrite = Callable[[int, Any], tuple[int, Any]]
-
-
-@dataclass
-class _Rule:
-    method: str
-    path: re.Pattern[str]
-    rewrite: Rewrite | None
-    times: int | None
-
-
-class Proxy:
-    """A loopback proxy in front of the server that can cut answers or rewrite them.
-
-    Requests are forwarded unchanged, the Host header included, so the RFC 9421
-    `@target-uri` the client signed is the one the server checks. A cut forwards
-    the request (the server commits) and then closes the connection unanswered:
-    the worst moment for a client to lose its network.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.rules: list[_Rule] = []
-        self.seen: list[tuple[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def cut(self, method: str, path: str, times: int | None = 1) -> None:
-        self.rules.append(_Rule(method, re.compile(path), None, times))
-
-    def lie(self, method: str, path: str, rewrite: Rewrite, times: int | None = None) -> None:
-        self.rules.append(_Rule(method, re.compile(path), rewrite, times))
-
-    def _rule(self, method: str, path: str) -> _Rule | None:
-        with self._lock:
-            for rule in self.rules:
-                if rule.method == method and rule.path.search(path):
-                    if rule.times is not None:
-                        if rule.times <= 0:
-                            continue
-                        rule.times -= 1
-                    return rule
-        return None
-
-    def start(self) -> Proxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.seen.append((self.command, self.path.split("?")[0]))
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                status, payload = resp.status, resp.read()
-                conn.close()
-                rule = proxy._rule(self.command, self.path.split("?")[0])
-                if rule is not None and rule.rewrite is None:
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if rule is not None and rule.rewrite is not None:
-                    status, doc = rule.rewrite(status, json.loads(payload))
-                    payload = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = _forward
-            do_POST = _forward
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -9,21 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientkit import Proxy, Team, as_json, new_team, records, server, status  # noqa: F401
+from clientkit import Team, as_json, new_team, records, server, status  # noqa: F401
+from lying_proxy import LyingProxy
 
 from client_sync.demo import ServerProcess
 
 
 @pytest.fixture
-def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, Proxy]]:  # noqa: F811
-    proxy = Proxy(server.port).start()
+def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
+    proxy = LyingProxy("127.0.0.1", server.port).start()
     try:
         yield new_team(server, tmp_path, url=proxy.url), proxy
     finally:
         proxy.stop()
 
 
-def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, Proxy]) -> None:
+def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, LyingProxy]) -> None:
     team, proxy = proxied
     admin = team.found()
     vol = team.enroll(admin, "vol")

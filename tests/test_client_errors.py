@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from clientkit import (  # noqa: F401
-    Proxy,
     Team,
     assert_one_line_error,
     new_team,
@@ -17,6 +16,7 @@ from clientkit import (  # noqa: F401
     sets,
     status,
 )
+from lying_proxy import LyingProxy
 
 from client_sync.demo import Device, ServerProcess
 from client_sync.errors import GENERAL, INTEGRITY, NETWORK, NOT_ALLOWED, USAGE
@@ -152,15 +152,15 @@ def test_coordinator_reading(admin: Device, record_id: str) -> None:
 
 
 @pytest.fixture
-def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, Proxy]]:  # noqa: F811
-    proxy = Proxy(server.port).start()
+def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
+    proxy = LyingProxy("127.0.0.1", server.port).start()
     try:
         yield new_team(server, tmp_path, url=proxy.url), proxy
     finally:
         proxy.stop()
 
 
-def test_server_down(proxied: tuple[Team, Proxy]) -> None:
+def test_server_down(proxied: tuple[Team, LyingProxy]) -> None:
     team, proxy = proxied
     admin = team.found()
     vol = team.enroll(admin, "vol")
@@ -199,7 +199,7 @@ def _unsigned_event(status_code: int, body: Any) -> tuple[int, Any]:
     ],
 )
 def test_a_lying_key_log_is_refused(
-    proxied: tuple[Team, Proxy], rewrite: Any, fragment: str
+    proxied: tuple[Team, LyingProxy], rewrite: Any, fragment: str
 ) -> None:
     team, proxy = proxied
     admin = team.found()
@@ -213,7 +213,7 @@ def test_a_lying_key_log_is_refused(
     assert_one_line_error(admin.run("safety-number", check=False), INTEGRITY, fragment)
 
 
-def test_a_forked_key_log_is_refused(proxied: tuple[Team, Proxy]) -> None:
+def test_a_forked_key_log_is_refused(proxied: tuple[Team, LyingProxy]) -> None:
     """An operator who shows devices two different, validly signed histories is caught."""
     team, proxy = proxied
     admin = team.found()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clientkit import Proxy, assert_one_line_error, new_team, records, server, status  # noqa: F401
+from clientkit import assert_one_line_error, new_team, records, server, status  # noqa: F401
+from lying_proxy import LyingProxy
 
 from client_sync.demo import ServerProcess
 from client_sync.errors import NETWORK
@@ -16,7 +17,7 @@ def _unchanged(status_code: int, body: Any) -> tuple[int, Any]:
 
 
 def test_push_cut_off_then_resumed(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
-    proxy = Proxy(server.port).start()
+    proxy = LyingProxy("127.0.0.1", server.port).start()
     try:
         team = new_team(server, tmp_path, url=proxy.url)
         admin = team.found()
