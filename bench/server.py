@@ -50,7 +50,7 @@ PER_REQUEST = 250
 def record(i: int) -> dict[str, Any]:
     return {
         "date": f"2026-11-{1 + i % 28:02d}",
-        "place": f"Terekty Square, gate {i % 7}",
+        "place": f"Tereldy Square, gate {i % 7}",
         "attended": 10 + i % 40,
         "police": "dispersed after forty minutes; three detained",
         "outcome": "fined under article 488",

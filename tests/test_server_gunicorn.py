@@ -60,7 +60,9 @@ def test_concurrent_pushers_never_lock_and_merge_once(gun: Gunicorn) -> None:
     coord = kit.member("coordinator")
     devices = [kit.member("volunteer") for _ in range(8)]
     outboxes = {
-        d.device_id: [kit.seal(d, {"place": f"Brask Lane {i}", "attended": i}) for i in range(120)]
+        d.device_id: [
+            kit.seal(d, {"place": f"Braskel Lane {i}", "attended": i}) for i in range(120)
+        ]
         for d in devices
     }
     answers: dict[str, list[Response]] = {d.device_id: [] for d in devices}
@@ -192,7 +194,7 @@ def test_seized_data_dir_backups_and_logs_hold_no_plaintext(tmp_path: Path) -> N
         for member in (vol, coord, kit.founder):
             for _ in range(5):
                 rtype = marker("mkrtype")
-                values = {marker("mkrfield"): "Zarina " + marker("MKRVALUE") for _ in range(4)}
+                values = {marker("mkrfield"): "Zarela " + marker("MKRVALUE") for _ in range(4)}
                 sealed.append(kit.seal(member, values, record_type=rtype))
                 assert push_signed(kit, member, [sealed[-1]]).status == 200
         assert len(kit.pull_all(coord)) == len(sealed)

@@ -36,7 +36,7 @@ def coord(kit: Kit) -> Member:
 def test_accepted_then_stored_and_changes_are_the_bundles(
     kit: Kit, vol: Member, coord: Member
 ) -> None:
-    bundles = [kit.seal(vol, {"place": f"Lindow Square {i}", "attended": i}) for i in range(5)]
+    bundles = [kit.seal(vol, {"place": f"Lindmere Square {i}", "attended": i}) for i in range(5)]
     assert results(kit.push(vol, bundles[:3])) == [
         ("accepted", 1),
         ("accepted", 2),
@@ -168,22 +168,22 @@ def test_mixed_request_commits_only_the_good(kit: Kit, vol: Member, coord: Membe
 def test_foreign_supersede(kit: Kit, vol: Member, coord: Member) -> None:
     rid = kit.record_id()
     theirs = kit.member("volunteer")
-    base = kit.seal(theirs, {"place": "Tamsk Bridge"}, record_id=rid)
+    base = kit.seal(theirs, {"place": "Tamsel Bridge"}, record_id=rid)
     assert results(kit.push(theirs, [base])) == [("accepted", 1)]
     over = kit.seal(
-        vol, {"place": "Tamsk Quay"}, record_id=rid, supersedes={"place": (base.cells[0].cell_id,)}
+        vol, {"place": "Tamsel Quay"}, record_id=rid, supersedes={"place": (base.cells[0].cell_id,)}
     )
     assert results(kit.push(vol, [over])) == [("rejected", "foreign_supersede")]
     # A volunteer may supersede its own cells; a coordinator may supersede anyone's.
     mine = kit.seal(
         theirs,
-        {"place": "Tamsk Pier"},
+        {"place": "Tamsel Pier"},
         record_id=rid,
         supersedes={"place": (base.cells[0].cell_id,)},
     )
     fix = kit.seal(
         coord,
-        {"place": "Tamsk Ferry"},
+        {"place": "Tamsel Ferry"},
         record_id=rid,
         supersedes={"place": (mine.cells[0].cell_id,)},
     )
@@ -274,12 +274,12 @@ def test_server_merge_equals_protocol_merge(kit: Kit, app: Any) -> None:
 
 
 def test_sealed_bundles_open_after_the_round_trip(kit: Kit, vol: Member, coord: Member) -> None:
-    b = kit.seal(vol, {"place": "Varna Steps", "attended": 40, "dispersed": True})
+    b = kit.seal(vol, {"place": "Verel Steps", "attended": 40, "dispersed": True})
     kit.push(vol, [b])
     pulled = Bundle.from_wire(kit.pull_all(coord)[0])
     opened = kit.open(pulled, vol.key.public_key().public_bytes_raw())
     assert [(c.field, c.value) for c in opened] == [
-        ("place", "Varna Steps"),
+        ("place", "Verel Steps"),
         ("attended", 40),
         ("dispersed", True),
     ]
