@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -167,3 +168,24 @@ def test_no_outbound_connection(kit: Kit, monkeypatch: Any) -> None:
     kit.rotate()
     kit.request("GET", kit.path("rekey"), kit.founder)
     assert attempts == []
+
+
+def test_workspace_code_keeps_only_its_hash(tmp_path: Any, capsys: Any) -> None:
+    import hashlib
+    import stat
+
+    from server.cli import main
+
+    data = tmp_path / "d"
+    umask = os.umask(0o022)  # main() sets 077 for the process; put the test's back after
+    try:
+        assert main(["workspace-code", "--data-dir", str(data)]) == 0
+    finally:
+        os.umask(umask)
+    code = capsys.readouterr().out.strip()
+    assert len(code) >= 16
+    stored = b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    assert code.encode() not in stored
+    assert hashlib.sha256(code.encode()).hexdigest().encode() in stored
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "server.sqlite").stat().st_mode) == 0o600
