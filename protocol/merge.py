@@ -84,28 +84,32 @@ def merge(
     content it raises `MergeConflictError` and the caller must discard the batch.
     The input state is not modified.
     """
-    # Working copies, one per touched register, so a batch copies each register once.
-    # A register first seen here with one plain cell stays a finished Register
-    # (the common case: a new record's fields) until a second cell touches it.
-    work: dict[RegisterKey, Register | tuple[dict[str, CellMeta], set[str], list[CellMeta]]] = {}
+    # Registers first seen in this batch go straight into the new state as finished
+    # Registers (the common case: a new record's fields, one cell each). A register
+    # that gets a second cell, or was in `state`, gets one mutable working copy per
+    # batch: (cells, superseded, heads), finished at the end.
+    new_state: dict[RegisterKey, Register] = dict(state)
+    work: dict[RegisterKey, tuple[dict[str, CellMeta], set[str], list[CellMeta]]] = {}
     accepted: list[CellMeta] = []
+    accept = accepted.append
+    work_get = work.get
+    state_get = new_state.get
     for cell in cells:
         key = (cell.record_id, cell.field_tag)
-        w = work.get(key)
+        reg = state_get(key)
+        if reg is None:
+            if cell.supersedes:
+                # It supersedes others, not itself: still a head (unless it names itself).
+                heads = () if cell.cell_id in cell.supersedes else (cell,)
+                new_state[key] = Register({cell.cell_id: cell}, frozenset(cell.supersedes), heads)
+            else:
+                new_state[key] = Register({cell.cell_id: cell}, _NONE, (cell,))
+            accept(cell)
+            continue
+        # Every key in `work` is in `new_state` too, so a new register is found above.
+        w = work_get(key)
         if w is None:
-            reg = state.get(key)
-            if reg is None:
-                if cell.supersedes:
-                    # It supersedes others, not itself: still a head (unless it names itself).
-                    heads = () if cell.cell_id in cell.supersedes else (cell,)
-                    work[key] = Register({cell.cell_id: cell}, frozenset(cell.supersedes), heads)
-                else:
-                    work[key] = Register({cell.cell_id: cell}, _NONE, (cell,))
-                accepted.append(cell)
-                continue
             w = work[key] = (dict(reg.cells), set(reg.superseded), list(reg.heads))
-        elif isinstance(w, Register):
-            w = work[key] = (dict(w.cells), set(w.superseded), list(w.heads))
         known = w[0].get(cell.cell_id)
         if known is not None:
             if known != cell:
@@ -121,13 +125,8 @@ def merge(
             w[2][:] = [h for h in w[2] if h.cell_id not in superseded]
         if cell.cell_id not in superseded:
             w[2].append(cell)
-        accepted.append(cell)
-    new_state: dict[RegisterKey, Register] = dict(state)
-    for key, item in work.items():
-        if isinstance(item, Register):
-            new_state[key] = item
-            continue
-        cells_, superseded_, heads_ = item
+        accept(cell)
+    for key, (cells_, superseded_, heads_) in work.items():
         heads_.sort(key=CellMeta.order, reverse=True)
         new_state[key] = Register(cells_, frozenset(superseded_), tuple(heads_))
     return new_state, accepted
