@@ -50,6 +50,24 @@ def mutations(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 else:
                     node[key] = value
                 yield out
+    # Move the boundary between two neighbouring fixed-length fields by a character.
+    for node_path, a, b in [
+        ((), "workspace", "bundle_id"),
+        ((), "device_id", "prev"),
+        ((), "sig", "sealed_key"),
+        (("cells", 0), "record_id", "field_tag"),
+        (("cells", 0), "field_tag", "cell_id"),
+    ]:
+        for shift in (1, -1):
+            out = copy.deepcopy(request)
+            node = out["bundles"][0]
+            for step in node_path:
+                node = node[step]
+            if shift == 1:
+                node[a], node[b] = node[a] + node[b][0], node[b][1:]
+            else:
+                node[a], node[b] = node[a][:-1], node[a][-1] + node[b]
+            yield out
     many = copy.deepcopy(request)
     many["bundles"][0]["cells"] = many["bundles"][0]["cells"] * (MAX_CELLS_PER_BUNDLE + 1)
     yield many
