@@ -46,7 +46,7 @@ def test_merge_workload_has_edits_and_new_registers() -> None:
     assert len(edits) == 10 and len({c.key for c in cells}) == 50
 
 
-def test_main_quick(capsys: pytest.CaptureFixture[str]) -> None:
-    core.main(["--quick", "--number", "2", "--repeats", "1", "--merge-size", "30"])
+def test_main_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    core.main(["--number", "2", "--repeats", "1", "--merge-size", "30"])
     out = capsys.readouterr().out
     assert "seal_bundle, 10-field record" in out
