@@ -153,7 +153,13 @@ def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
             found["device"] = device
             return device.sign_pub
         invite = state.invites.get(ident)
-        if invite is not None and invite.used_by is None and t <= invite.expires:
+        if invite is not None:
+            # Still `unknown_device` (a spent invite is no key at all), but said plainly:
+            # the person holding it needs to know to ask for a new one.
+            if invite.used_by is not None:
+                raise AuthError("unknown_device", "this invite was already used: ask for a new one")
+            if t > invite.expires:
+                raise AuthError("unknown_device", "this invite has expired: ask for a new one")
             found["invite"] = invite
             return invite.key
         raise AuthError("unknown_device", "no device or live invite of this workspace has this key")
@@ -180,6 +186,23 @@ def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
     if not defer_nonce:
         _consume_alone(conn)
     return caller
+
+
+def recheck_in_transaction(conn: sqlite3.Connection) -> None:
+    """Inside the route's write transaction: refuse a device revoked since it was
+    authenticated, then record the request's nonce.
+
+    A revoke committed by another worker (or admin) between this request's key
+    lookup and its write would otherwise let one last write through: the write
+    lock orders the two, so the revoke wins from the moment it commits.
+    """
+    caller: Caller = g.caller
+    if caller.device is not None:
+        state = stored_log.state(conn, state_key(caller.workspace))
+        device = state.devices.get(caller.device.device_id)
+        if device is None or device.status == "revoked":
+            raise refuse("revoked_device", "this device was revoked")
+    consume_nonce_in(conn)
 
 
 def consume_nonce_in(conn: sqlite3.Connection) -> None:

@@ -41,6 +41,6 @@ def push(ws: str) -> Response:
         caller.state,
         now_ms=int(current_app.config["CLOCK"]() * 1000),
         max_skew_ms=int(current_app.config["MAX_SKEW"]) * 1000,
-        in_transaction=auth.consume_nonce_in,
+        in_transaction=auth.recheck_in_transaction,
     )
     return json_response({"results": outcome.to_wire(bundles)})

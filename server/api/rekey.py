@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response, g, request
 
+from protocol.encoding import check_b64
+from protocol.errors import InvalidEncoding
 from schemas.wire import RekeyPendingResponseSchema, RekeyRequestSchema, RekeyResponseSchema
 
 from .. import auth, store
@@ -20,20 +22,38 @@ _schema = RekeyRequestSchema()
 
 @bp.get("/rekey")
 @doc(
-    "Bundles whose data key is sealed to an older epoch, oldest first; `remaining`"
-    " counts every such bundle, this page included.",
+    "Bundles whose data key is sealed to an older epoch, oldest first (after the bundle"
+    " `after`, when given); `remaining` counts every such bundle, this page included.",
     response=RekeyPendingResponseSchema,
-    query=[query_int("limit", "bundles per page (default 200)", 1, 1000)],
-    errors=(400,),
+    query=[
+        query_int("limit", "bundles per page (default 200)", 1, 1000),
+        {
+            "in": "query",
+            "name": "after",
+            "required": False,
+            "description": "a bundle id: only bundles stored after it",
+            "schema": {"type": "string", "minLength": 22, "maxLength": 22},
+        },
+    ],
+    errors=(400, 404),
 )
 @signed(ADMIN)
 def pending(ws: str) -> Response:
     limit = int_arg("limit", 200, 1, 1000)
+    after = request.args.get("after")
+    if after is not None:
+        try:
+            check_b64(after, length=16, what="after")
+        except InvalidEncoding as exc:
+            raise ApiError("invalid_request", "after must be a bundle id") from exc
     target = g.caller.state.current_epoch
     conn = auth.workspace_conn(ws)
     assert conn is not None
     with store.read(conn):
-        rows, remaining = stored.pending_rekey(conn, target, limit)
+        since = 0 if after is None else stored.change_of(conn, after)
+        if since is None:
+            raise ApiError("unknown_bundle", f"no bundle {after}", 404)
+        rows, remaining = stored.pending_rekey(conn, target, limit, since)
     page = [
         {
             "bundle_id": bid,
@@ -54,11 +74,12 @@ def pending(ws: str) -> Response:
     response=RekeyResponseSchema,
     errors=(400,),
 )
-@signed(ADMIN)
+@signed(ADMIN, nonce_in_transaction=True)
 def update(ws: str) -> Response:
     items = load(_schema, body_json())["items"]
     conn = auth.workspace_conn(ws)
     assert conn is not None
+    # One transaction per page: the checks, the caller's standing and nonce, the swap.
     with store.write(conn):
         # Read the epoch inside the lock: a rotate appended meanwhile moves the target.
         current = store.keylog.state(conn, auth.state_key(ws)).current_epoch
@@ -71,6 +92,7 @@ def update(ws: str) -> Response:
         for item in items:
             if item["bundle_id"] not in known:
                 raise ApiError("unknown_bundle", f"no bundle {item['bundle_id']}", 404)
+        auth.recheck_in_transaction(conn)
         n = stored.swap_sealed_keys(
             conn, [(i["bundle_id"], i["key_epoch"], i["sealed_key"]) for i in items]
         )

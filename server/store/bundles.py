@@ -203,18 +203,24 @@ def changes(conn: sqlite3.Connection, workspace: str, since: int, limit: int) ->
 
 
 def pending_rekey(
-    conn: sqlite3.Connection, current_epoch: int, limit: int
+    conn: sqlite3.Connection, current_epoch: int, limit: int, after: int = 0
 ) -> tuple[list[tuple[str, int, str, str]], int]:
-    """Bundles whose data key is sealed to an older epoch, oldest first, and their count."""
+    """Bundles whose data key is sealed to an older epoch, oldest first from change
+    `after` (exclusive), and the count of all such bundles."""
     rows = conn.execute(
         "SELECT bundle_id, key_epoch, sealed_key, key_commit FROM bundles"
-        " WHERE key_epoch < ? ORDER BY change LIMIT ?",
-        (current_epoch, limit),
+        " WHERE key_epoch < ? AND change > ? ORDER BY change LIMIT ?",
+        (current_epoch, after, limit),
     ).fetchall()
     (remaining,) = conn.execute(
         "SELECT count(*) FROM bundles WHERE key_epoch < ?", (current_epoch,)
     ).fetchone()
     return rows, remaining
+
+
+def change_of(conn: sqlite3.Connection, bundle_id: str) -> int | None:
+    row = conn.execute("SELECT change FROM bundles WHERE bundle_id = ?", (bundle_id,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def key_epochs(conn: sqlite3.Connection, bundle_ids: Sequence[str]) -> dict[str, int]:
