@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import keyring, view
+from . import rekey as rekeying
 from .clikit import Session, cli, emit, format_option, session, warn
 from .errors import CliError, UsageError
 from .profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
@@ -57,16 +59,21 @@ def revoke(s: Session, device_id: str, rekey: bool) -> None:
     if rotated:
         emit(f"rotated the epoch key: now epoch {s.prof.log().current_epoch}")
         if rekey:
-            n = keyring.rekey(s.prof, client)
-            s.save()
-            emit(f"re-keyed {n} stored bundle(s)")
+            _rekey(s, client, rekeying.PAGE)
 
 
 @cli.command()
 @click.option("--rekey", is_flag=True, help="Then re-seal every stored bundle to the new key.")
 @click.option("--resume", is_flag=True, help="With --rekey: finish an interrupted re-key only.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    default=rekeying.PAGE,
+    show_default=True,
+    help="Bundles per re-key page (one server transaction each).",
+)
 @session
-def rotate(s: Session, rekey: bool, resume: bool) -> None:
+def rotate(s: Session, rekey: bool, resume: bool, batch_size: int) -> None:
     """Admin: a new epoch key for new captures; --rekey re-seals stored data to it.
 
     Example: fieldsync rotate --rekey
@@ -81,9 +88,22 @@ def rotate(s: Session, rekey: bool, resume: bool) -> None:
     else:
         keyring.refresh_log(s.prof, client)
     if rekey:
-        n = keyring.rekey(s.prof, client)
+        _rekey(s, client, batch_size)
+
+
+def _rekey(s: Session, client: Any, batch_size: int) -> None:
+    try:
+        n = rekeying.rekey(s.prof, client, batch_size)
+    except CliError as exc:
         s.save()
-        emit(f"re-keyed {n} stored bundle(s)")
+        # Rerunning the same command would rotate again: say how to finish instead.
+        raise CliError(
+            f"the re-key stopped ({exc.message}): finish it with"
+            " `fieldsync rotate --rekey --resume`",
+            exc.exit_code,
+        ) from None
+    s.save()
+    emit(f"re-keyed {n} stored bundle(s)")
 
 
 @cli.command("safety-number")

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import invite, keylog, keys, roster
 from protocol.encoding import b64d, b64e
-from protocol.errors import InvalidEncoding, InvalidInvite, InvalidKeyLog
+from protocol.errors import InvalidEncoding, InvalidInvite, InvalidKeyLog, ProtocolError
 from protocol.model import ZERO_HASH
 
-from .errors import CliError, IntegrityError, NetworkError, UsageError
-from .keyring import append, fetch_log, refresh_log
+from .errors import CliError, IntegrityError, NetworkError, NotAllowed, ServerError, UsageError
+from .keyring import append, fetch_log, load_log, refresh_log, verify_served
 from .profile import VAULT_FILE, Profile
 from .transport import Client
 
@@ -41,9 +41,15 @@ def normalize_server(url: str) -> str:
 
 
 def _new_device(role: str) -> tuple[Ed25519PrivateKey, bytes, keys.HpkeKeyPair | None]:
-    seed = os.urandom(32)
+    # A device id is typed on command lines (`fieldsync approve ID`), where a leading
+    # "-" reads as an option: a key whose id starts so is drawn again (one in 64).
+    while True:
+        seed = os.urandom(32)
+        key = keys.signing_key(seed)
+        if not keys.device_id_for(keys.public_bytes(key)).startswith("-"):
+            break
     hpke = keys.HpkeKeyPair.from_seed(os.urandom(keys.HPKE_PRIV_LEN))
-    return keys.signing_key(seed), seed, hpke if role in keylog.KEYHOLDER_ROLES else None
+    return key, seed, hpke if role in keylog.KEYHOLDER_ROLES else None
 
 
 def _base_state(
@@ -178,19 +184,46 @@ def write_qr(text: str, path: str) -> None:
         raise CliError(f"cannot write the QR code to {path}: {exc.strerror}") from None
 
 
+def _refused(exc: InvalidInvite | InvalidEncoding) -> CliError:
+    # Used or expired: the invite was good but is spent (exit 3); anything else is a
+    # damaged, altered or misdirected invite (exit 1).
+    kind = NotAllowed if exc.code in ("used", "expired") else CliError
+    return kind(f"this invite cannot be used: {exc.reason}")
+
+
 def read_invite(text: str) -> dict[str, Any]:
     try:
         inv = invite.decode_invite(text)
         b64d(inv["invite_seed"], length=32, what="invite_seed")
         b64d(inv["tag_key"], length=32, what="tag_key")
     except (InvalidInvite, InvalidEncoding) as exc:
-        raise CliError(f"this invite cannot be used: {exc.reason}") from None
+        raise _refused(exc) from None
     return inv
+
+
+def _invite_log(client: Client, root: str) -> tuple[list[dict[str, Any]], keylog.KeyLogState]:
+    """The log of the invite's workspace, as its one-time key may read it, verified."""
+    try:
+        events = load_log(client)
+    except ServerError as exc:
+        if exc.code != "unknown_device":
+            raise
+        # The server's own words (used, expired, or no such invite): it alone can tell.
+        raise NotAllowed(f"this invite cannot be used: {exc.detail or exc.message}") from None
+    try:
+        other_root = keylog.event_hash(events[0]) != root
+    except (IndexError, KeyError, TypeError, ValueError, ProtocolError):
+        other_root = False  # malformed: verification names what is wrong
+    if other_root:
+        raise CliError("this invite cannot be used: the invite is for another workspace")
+    return events, verify_served(events, root)
 
 
 def join(home: Path, passphrase: str, text: str, name: str | None = None) -> Profile:
     """Redeem an invite: verify the log from its root, enroll, keep the profile."""
     inv = read_invite(text)
+    if time.time() > inv["expires"]:  # the invite's word; the logged expiry is checked below
+        raise _refused(InvalidInvite("expired", "this invite has expired: ask for a new one"))
     url, fragment = urllib.parse.urldefrag(inv["server"])
     server = normalize_server(url)
     name = name or urllib.parse.parse_qs(fragment).get("workspace", [""])[0] or inv["workspace"]
@@ -198,12 +231,12 @@ def join(home: Path, passphrase: str, text: str, name: str | None = None) -> Pro
     invite_key = keys.signing_key(b64d(inv["invite_seed"], length=32))
     invite_id = keylog.invite_id_for(keys.public_bytes(invite_key))
     client = Client(server, workspace, invite_key, invite_id)
-    events, state = fetch_log(client, inv["root"])
+    events, state = _invite_log(client, inv["root"])
     now = int(time.time())
     try:
         invite.check_invite(inv, state, now)
     except InvalidInvite as exc:
-        raise CliError(f"this invite cannot be used: {exc.reason}") from None
+        raise _refused(exc) from None
     device_key, seed, hpke = _new_device(role)
     device_id = keys.device_id_for(keys.public_bytes(device_key))
     event = roster.enroll(

@@ -61,9 +61,13 @@ class IntegrityError(CliError):
 
 
 class ServerError(CliError):
-    """The server answered with an API error: `code` is its stable error code."""
+    """The server answered with an API error: `code` is its stable error code, `detail`
+    the server's own message (unauthenticated: for people, never for decisions)."""
 
-    def __init__(self, code: str, message: str, status: int, exit_code: int = GENERAL) -> None:
+    def __init__(
+        self, code: str, message: str, status: int, exit_code: int = GENERAL, detail: str = ""
+    ) -> None:
         super().__init__(message, exit_code)
         self.code = code
         self.status = status
+        self.detail = detail

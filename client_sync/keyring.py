@@ -1,5 +1,6 @@
 """The key log from a device's side: fetch and verify it, append to it, and the admin's
-roster changes (approve, revoke, rotate) and the re-key that follows a rotation.
+roster changes (approve, revoke, rotate). The re-key that follows a rotation is in
+`rekey.py`.
 
 Every log the server serves is verified from the root this device pinned, against
 the (length, head) it saw last: a shorter log is a rollback and a different one is
@@ -15,42 +16,58 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from protocol import crypto, keylog, keys, roster
-from protocol.errors import InvalidBundle, InvalidKeyLog
-from protocol.model import ZERO_HASH, Bundle
-from schemas.wire import KeyLogSchema, RekeyPendingResponseSchema, error_messages
+from protocol import keylog, keys, roster
+from protocol.errors import InvalidKeyLog
+from schemas.wire import KeyLogSchema, error_messages
 
 from .errors import CliError, IntegrityError, NetworkError, NotAllowed, ServerError
 from .profile import Profile
-from .progress import Progress
 from .transport import Client
 
 _KEYLOG = KeyLogSchema()
-_REKEY_PAGE = RekeyPendingResponseSchema()
-REKEY_PAGE = 200
 
 
 def client_for(prof: Profile) -> Client:
     return Client(prof.server, prof.workspace_id, prof.device_key, prof.device_id)
 
 
-def _verify_failure(exc: InvalidKeyLog) -> IntegrityError:
+# Failures that mean no admin (or invite) key of the log signed the event as served.
+_UNSIGNED = ("bad_signature", "unknown_signer", "signer_revoked", "signer_not_admin")
+_FORGED = ("unknown_signer", "signer_revoked", "signer_not_admin", "unknown_invite")
+_DISTRUST = "; do not trust this server"
+
+
+def _verify_failure(
+    exc: InvalidKeyLog, served: list[dict[str, Any]], known: list[dict[str, Any]]
+) -> IntegrityError:
+    """One message per lie, so that what the server did is said plainly."""
     if exc.code == "rollback":
-        return IntegrityError(
-            f"the server's key log was rolled back ({exc.reason}); do not trust this server"
-        )
+        return IntegrityError(f"the server's key log was rolled back ({exc.reason}){_DISTRUST}")
     if exc.code == "fork":
         return IntegrityError(
-            f"the server's key log is a fork of the one this device saw ({exc.reason});"
-            " do not trust this server"
+            f"the server's key log is a fork of the one this device saw ({exc.reason}){_DISTRUST}"
         )
-    return IntegrityError(f"the server's key log does not verify: {exc.code}: {exc.reason}")
+    head = "the server's key log does not verify: "
+    seq = exc.seq
+    event = served[seq] if seq is not None and seq < len(served) else None
+    kind = event.get("kind") if isinstance(event, dict) else None
+    if kind == "rotate" and exc.code in _UNSIGNED:
+        return IntegrityError(
+            f"{head}event {seq} (rotate) carries an epoch key that no admin signed;"
+            f" nothing was sealed to it{_DISTRUST}"
+        )
+    if seq is not None and seq < len(known) and event != known[seq]:
+        return IntegrityError(
+            f"{head}an altered event: event {seq} ({kind}) differs from the copy this device"
+            f" verified{_DISTRUST}"
+        )
+    if exc.code in _FORGED:
+        return IntegrityError(f"{head}a forged event: {exc.reason}{_DISTRUST}")
+    return IntegrityError(f"{head}{exc.code}: {exc.reason}")
 
 
-def fetch_log(
-    client: Client, root: str, seen: tuple[int, str] | None = None
-) -> tuple[list[dict[str, Any]], keylog.KeyLogState]:
-    """The whole log, verified from `root`. Small: a few events per roster change."""
+def load_log(client: Client) -> list[dict[str, Any]]:
+    """The whole log as the server serves it, shape-checked but not yet verified."""
     answer = client.get(f"/v1/w/{client.workspace}/log", {"since": 0})
     try:
         data = _KEYLOG.load(answer)
@@ -60,16 +77,36 @@ def fetch_log(
     events: list[dict[str, Any]] = data["events"]
     if data["length"] != len(events):
         raise IntegrityError("the server's key log is incomplete: its length and events differ")
+    return events
+
+
+def verify_served(
+    events: list[dict[str, Any]],
+    root: str,
+    seen: tuple[int, str] | None = None,
+    known: list[dict[str, Any]] | None = None,
+) -> keylog.KeyLogState:
+    """Verify a served log from `root`; `known` is the copy this device verified before."""
     try:
-        state = keylog.verify_log(events, root, seen)
+        return keylog.verify_log(events, root, seen)
     except InvalidKeyLog as exc:
-        raise _verify_failure(exc) from None
-    return events, state
+        raise _verify_failure(exc, events, known or []) from None
+
+
+def fetch_log(
+    client: Client,
+    root: str,
+    seen: tuple[int, str] | None = None,
+    known: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], keylog.KeyLogState]:
+    """The whole log, verified from `root`. Small: a few events per roster change."""
+    events = load_log(client)
+    return events, verify_served(events, root, seen, known)
 
 
 def refresh_log(prof: Profile, client: Client) -> keylog.KeyLogState:
     """Fetch, verify against what this device saw, keep; refuse if this device was revoked."""
-    events, state = fetch_log(client, prof.state["root"], prof.seen)
+    events, state = fetch_log(client, prof.state["root"], prof.seen, prof.state["log"])
     prof.adopt_log(events, state)
     prof.require_active()
     return state
@@ -137,10 +174,18 @@ def revoke(prof: Profile, client: Client, device_id: str) -> bool:
     if target.status == "revoked":
         raise CliError(f"{device_id} is already revoked")
     append(prof, client, lambda st: roster.revoke(st, prof.device_key, device_id, int(time.time())))
-    if target.is_keyholder:
+    if not target.is_keyholder:
+        return False
+    try:
         rotate(prof, client)
-        return True
-    return False
+    except CliError as exc:
+        # The revocation stands; the keys it held must still be replaced.
+        raise CliError(
+            f"revoked {device_id}, but rotating the epoch key failed ({exc.message}):"
+            " run `fieldsync rotate` now",
+            exc.exit_code,
+        ) from None
+    return True
 
 
 def rotate(prof: Profile, client: Client) -> int:
@@ -153,67 +198,3 @@ def rotate(prof: Profile, client: Client) -> int:
         prof, client, lambda st: roster.rotate(st, prof.device_key, pair, int(time.time()))
     )
     return state.current_epoch
-
-
-def rekey(prof: Profile, client: Client, page_size: int = REKEY_PAGE) -> int:
-    """Re-seal every stored bundle's data key to the current epoch; resumable. Returns count."""
-    prof.require_admin("re-key the workspace")
-    ws = client.workspace
-    done = 0
-    with Progress("re-keying") as bar:
-        while True:
-            try:
-                page = _REKEY_PAGE.load(client.get(f"/v1/w/{ws}/rekey", {"limit": page_size}))
-            except ValidationError as exc:
-                first = error_messages(exc.messages)[0]
-                raise IntegrityError(f"the server's re-key page is malformed: {first}") from None
-            if not page["bundles"]:
-                return done
-            if bar.total is None:
-                bar.total = page["remaining"] or len(page["bundles"])
-            state = prof.log()
-            target = page["target_epoch"]
-            if target != state.current_epoch:
-                state = refresh_log(prof, client)
-            if target != state.current_epoch:
-                raise IntegrityError("the server re-keys to an epoch that is not the log's current")
-            epoch_keys = prof.epoch_keys()
-            items = []
-            failed = []
-            for item in page["bundles"]:
-                old = epoch_keys.get(item["key_epoch"])
-                if item["workspace"] != ws or old is None:
-                    failed.append(item["bundle_id"])
-                    continue
-                stub = Bundle(
-                    workspace=ws,
-                    bundle_id=item["bundle_id"],
-                    device_id=prof.device_id,
-                    seq=1,
-                    prev=ZERO_HASH,
-                    epoch=item["key_epoch"],
-                    key_commit=item["key_commit"],
-                    cells=(),
-                    key_epoch=item["key_epoch"],
-                    sealed_key=item["sealed_key"],
-                    sig="",
-                )
-                try:
-                    sealed = crypto.rekey_sealed_key(stub, old, target, state.epochs[target])
-                except InvalidBundle:
-                    failed.append(item["bundle_id"])
-                    continue
-                items.append(
-                    {"bundle_id": item["bundle_id"], "key_epoch": target, "sealed_key": sealed}
-                )
-            if not items:
-                raise IntegrityError(
-                    f"{len(failed)} stored bundle keys do not open with this device's epoch"
-                    f" keys (first: {failed[0]}); the re-key cannot finish"
-                )
-            answer = client.post(f"/v1/w/{ws}/rekey", {"items": items}, retry=True)
-            updated = int(answer.get("updated", 0)) if isinstance(answer, dict) else 0
-            if updated == 0:
-                raise CliError("the server re-keyed nothing on this page: run it again later")
-            done += updated
-            bar.advance(updated)

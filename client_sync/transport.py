@@ -203,5 +203,6 @@ def _api_error(exc: urllib.error.HTTPError) -> ServerError:
         return ServerError(
             "http_error", f"the server answered HTTP {exc.code} {exc.reason}", exc.code, status_exit
         )
-    text, exit_code = _message(code, detail.replace("\n", " "), exc.code)
-    return ServerError(code, text, exc.code, exit_code)
+    detail = " ".join(detail.split())
+    text, exit_code = _message(code, detail, exc.code)
+    return ServerError(code, text, exc.code, exit_code, detail)

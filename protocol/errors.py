@@ -33,6 +33,7 @@ class InvalidKeyLog(ProtocolError):
     """A key log that does not verify from the pinned genesis."""
 
     family = "invalid_key_log"
+    seq: int | None = None  # the position of the event that failed, when one did
 
 
 class MergeConflictError(ProtocolError):

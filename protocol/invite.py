@@ -51,6 +51,10 @@ def decode_invite(text: str) -> dict[str, Any]:
         raise InvalidInvite("malformed", "the invite is not canonical") from exc
     if canonical != raw:
         raise InvalidInvite("malformed", "the invite is not canonical")
+    if type(body["expires"]) is not int or not all(
+        isinstance(body[k], str) for k in (*FIELDS, "sig") if k != "expires"
+    ):
+        raise InvalidInvite("malformed", "the invite is damaged: copy it again")
     return body
 
 

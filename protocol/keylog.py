@@ -328,18 +328,23 @@ def verify_log(
     first = next(it, None)
     if first is None:
         raise InvalidKeyLog("empty", "the key log is empty")
+    position = 0  # of the event being verified, kept on the error
     try:
         state = genesis_state(first)
         if state.root != pinned_root:
             raise _fail("genesis_mismatch", first, "the genesis is not the one this device pinned")
         for event in it:
+            position = state.length
             state = apply_event(state, event)
             if seen is not None and state.length == seen[0] and state.head != seen[1]:
                 raise _fail("fork", event, "this log differs from the one this device saw before")
+    except InvalidKeyLog as exc:
+        exc.seq = position
+        raise
     except (KeyError, TypeError, AttributeError) as exc:
-        raise InvalidKeyLog(
-            "malformed", f"an event is missing a field or has a wrong type: {exc}"
-        ) from exc
+        err = InvalidKeyLog("malformed", f"an event is missing a field or has a wrong type: {exc}")
+        err.seq = position
+        raise err from exc
     if seen is not None and state.length < seen[0]:
         raise InvalidKeyLog(
             "rollback",
