@@ -143,16 +143,18 @@ class Replica:
                     continue
                 in_page.add(bundle.bundle_id)
                 known = db.execute(
-                    "SELECT hash FROM bundles WHERE bundle_id = ?", (bundle.bundle_id,)
+                    "SELECT hash, change, ok FROM bundles WHERE bundle_id = ?",
+                    (bundle.bundle_id,),
                 ).fetchone()
-                if known is not None:
-                    # A coordinator's own bundle, opened when it was made, or a re-pull.
-                    if change is not None:
-                        db.execute(
-                            "UPDATE bundles SET change = ? WHERE bundle_id = ?",
-                            (change, bundle.bundle_id),
-                        )
+                if known is not None and known[2]:
+                    lie = self._served_again(bundle, change, known[0], known[1], log)
+                    if lie:
+                        out.failed.append(lie)
                     continue
+                if known is not None:
+                    # It failed verification when first served: this copy gets its chance.
+                    db.execute("DELETE FROM bundles WHERE bundle_id = ?", (bundle.bundle_id,))
+                    db.execute("DELETE FROM problems WHERE key = ?", (f"bad:{bundle.bundle_id}",))
                 out.bundles += 1
                 out.devices.add(bundle.device_id)
                 ok = 1
@@ -193,6 +195,35 @@ class Replica:
             db.execute("ROLLBACK")
             raise
         return out
+
+    def _served_again(
+        self,
+        bundle: Bundle,
+        change: int | None,
+        stored_hash: str,
+        stored_change: int | None,
+        log: keylog.KeyLogState,
+    ) -> str | None:
+        """A bundle already merged, served again: this device's own bundle coming back
+        numbered, a re-keyed copy, or a replay. The same signed content changes
+        nothing; other content is the server's lie, reported and not merged."""
+        if change is not None and stored_change is None:
+            self.db.execute(
+                "UPDATE bundles SET change = ? WHERE bundle_id = ?", (change, bundle.bundle_id)
+            )
+        device = log.devices.get(bundle.device_id)
+        try:
+            if device is None or _hash_or_blank(bundle) != stored_hash:
+                raise InvalidBundle("header", "not the header signed before")
+            crypto.verify_bundle(bundle, device.sign_pub)  # the cells the header names
+        except (InvalidBundle, TypeError, ValueError, AttributeError):
+            message = (
+                f"device {bundle.device_id}: bundle {bundle.seq} ({bundle.bundle_id}) was"
+                " served again with other content; the copy verified before is kept"
+            )
+            self._problem(f"again:{bundle.bundle_id}", bundle.device_id, message)
+            return message
+        return None
 
     @staticmethod
     def _open(
