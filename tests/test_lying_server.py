@@ -361,7 +361,10 @@ def test_made_up_and_changed_bundles_are_reported_not_merged(
             bundle["cells"][0]["ct"] = ("B" if ct[0] == "A" else "A") + ct[1:]
         return bundle
 
+    genuine: list[Any] = []
+
     def lie(status_code: int, body: Any) -> tuple[int, Any]:
+        genuine.append(json.loads(json.dumps(body)))
         status_code, body = _bundle_lie(vol_id, edit)(status_code, body)
         # Slipped in under the number of the page's last change.
         body["bundles"].append({**made_up.to_wire(), "change": body["next"]})
@@ -384,6 +387,15 @@ def test_made_up_and_changed_bundles_are_reported_not_merged(
     assert (ids[0] in got, ids[1] in got, ids[2] in got) == (False, False, True)
     assert made_up.cells[0].record_id not in got
 
+    # Served again as the volunteer signed them, the two are merged and the gap closes.
+    proxy.clear()
+    proxy.lie("GET", r"/changes$", lambda status_code, _: (status_code, genuine[0]), times=1)
+    result = coord.run("sync")
+    assert (result.err, result.out.splitlines()[-1]) == ("", "pulled 2 new bundle(s), 2 cell(s)")
+    got = {r["id"] for r in records(coord)}
+    assert (ids[0] in got, ids[1] in got, ids[2] in got) == (True, True, True)
+    assert [p for p in status(coord)["problems"] if vol_id in p] == []
+
 
 def test_a_replayed_bundle_changes_nothing(
     team: Team, admin: Device, coord: Device, proxy: LyingProxy
@@ -400,6 +412,7 @@ def test_a_replayed_bundle_changes_nothing(
     proxy.lie("GET", r"/changes$", keep)
     coord.run("sync")
     proxy.clear()
+    seen_ids = {b["bundle_id"] for b in pages[0]["bundles"]}
     before = records(coord)
     problems = status(coord)["problems"]
     assert {ids[0], ids[1]} <= {r["id"] for r in before}
@@ -426,3 +439,22 @@ def test_a_replayed_bundle_changes_nothing(
     assert result.out.splitlines()[-1] == "pulled 0 new bundle(s), 0 cell(s)"
     assert records(coord) == after
     assert status(coord)["problems"] == problems
+    proxy.clear()
+
+    # Served again with other content: the copy verified before is kept, and it is said.
+    changed = json.loads(json.dumps(pages[0]))
+    victim = next(b for b in changed["bundles"] if b["cells"] and b["bundle_id"] in seen_ids)
+    ct = victim["cells"][0]["ct"]
+    victim["cells"][0]["ct"] = ("B" if ct[0] == "A" else "A") + ct[1:]
+    proxy.lie("GET", r"/changes$", lambda status_code, _: (status_code, changed))
+    result = coord.run("sync")
+    message = (
+        f"device {victim['device_id']}: bundle {victim['seq']} ({victim['bundle_id']}) was served"
+        " again with other content; the copy verified before is kept"
+    )
+    assert _warnings(result) == [
+        f"warning: {message}",
+        "warning: 1 bundle(s) failed verification and were not merged",
+    ]
+    assert records(coord) == after
+    assert sorted(status(coord)["problems"]) == sorted([*problems, message])
