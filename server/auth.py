@@ -148,8 +148,8 @@ def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
         found["state"] = state
         device = state.devices.get(ident)
         if device is not None:
-            if device.status == "revoked":
-                raise AuthError("revoked_device", "this device was revoked")
+            # A revoked device's key still checks its signature first: otherwise anyone
+            # who knows a device id could ask the server whether it was revoked.
             found["device"] = device
             return device.sign_pub
         invite = state.invites.get(ident)
@@ -165,6 +165,8 @@ def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
         raise AuthError("unknown_device", "no device or live invite of this workspace has this key")
 
     signed_by = verify(public_key_for)
+    if found.get("device") is not None and found["device"].status == "revoked":
+        raise refuse("revoked_device", "this device was revoked")
     caller = Caller(
         workspace=ws,
         key_id=signed_by.key_id,

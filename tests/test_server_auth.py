@@ -197,6 +197,21 @@ def test_revoke_takes_effect_on_the_next_request(world: World) -> None:
     assert (resp.status, resp.code) == (403, "revoked_device")
 
 
+def test_revocation_is_told_only_to_the_key_holder(world: World) -> None:
+    """Someone who knows a revoked device's id, but not its key, learns nothing of it."""
+    kit = world.kit
+    forged = kit.request(
+        "GET",
+        kit.path("log"),
+        keys.signing_key(bytes(32)),
+        None,
+        keyid=world.revoked.keyid(kit.workspace),
+    )
+    assert (forged.status, forged.code) == (401, "bad_signature")
+    own = kit.request("GET", kit.path("log"), world.revoked)
+    assert (own.status, own.code) == (403, "revoked_device")
+
+
 def test_used_or_expired_invite_is_unknown(world: World) -> None:
     kit = world.kit
     _, resp = kit.enroll(world.invite_key, "volunteer")
