@@ -1,7 +1,7 @@
 """Who is calling: RFC 9421 request signatures, the key log's roles, and nonce replay.
 
 A view declares who may call it with `@signed(ACCESS)`; the decorator refuses in
-the order docs/API.md gives and stores nothing until every check has passed, the
+the order docs/PROTOCOL.md, HTTP API gives and stores nothing until every check has passed, the
 nonce last, in its own write transaction.
 """
 
@@ -37,7 +37,7 @@ STATUS = {
     "not_approved": 403,
 }
 
-# Who may call a route (docs/API.md, "Routes").
+# Who may call a route (docs/PROTOCOL.md, HTTP API, "Routes").
 MEMBER_OR_INVITE = "member_or_invite"  # any enrolled, unrevoked device; a live invite key
 INVITE = "invite"  # a live invite key only
 MEMBER = "member"  # any enrolled, unrevoked device, approved or not
@@ -129,7 +129,7 @@ def _authorise(access: str, caller: Caller) -> None:
 
 
 def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
-    """Run every check of docs/API.md for workspace `ws`; returns the verified caller.
+    """Run every check of docs/PROTOCOL.md, HTTP API for workspace `ws`; returns the verified caller.
 
     The nonce is recorded last, in its own write transaction, or with
     `defer_nonce` inside the route's own transaction (`consume_nonce_in`).

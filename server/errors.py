@@ -1,6 +1,6 @@
 """One error type for every refusal, and JSON handlers so no answer is ever an HTML page.
 
-Every error body is `{"error": {"code", "message"}}` (docs/API.md). Codes are
+Every error body is `{"error": {"code", "message"}}` (docs/PROTOCOL.md, HTTP API). Codes are
 stable; messages are for people and may be reworded.
 """
 

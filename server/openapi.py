@@ -82,7 +82,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         version="1",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": f"API v1 of {PROTOCOL_VERSION}; normative text in docs/API.md."},
+        info={"description": f"API v1 of {PROTOCOL_VERSION}; normative text in docs/PROTOCOL.md, HTTP API."},
     )
     spec.components.security_scheme(
         "httpsig",
@@ -91,7 +91,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             "in": "header",
             "name": "Signature",
             "description": "RFC 9421 signature, label fs, ed25519, over @method, @target-uri"
-            " and content-digest, with created, keyid and nonce (docs/API.md).",
+            " and content-digest, with created, keyid and nonce (docs/PROTOCOL.md, HTTP API).",
         },
     )
     seen: set[type[Schema]] = set()

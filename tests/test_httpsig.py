@@ -80,7 +80,7 @@ def test_the_method_is_compared_in_upper_case() -> None:
 
 
 def test_replay_is_the_callers_to_catch() -> None:
-    # The same request verifies twice: the server remembers nonces (docs/API.md).
+    # The same request verifies twice: the server remembers nonces (docs/PROTOCOL.md, HTTP API).
     headers = signed()
     assert verify(headers) == verify(headers)
 
