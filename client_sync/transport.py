@@ -29,7 +29,8 @@ from .errors import GENERAL, NETWORK, NetworkError, ServerError
 USER_AGENT = "fieldsync-client/1"
 RETRY_STATUSES = {500, 502, 503, 504}
 
-# Messages for the API's stable codes (docs/PROTOCOL.md, HTTP API). `{detail}` is the server's message.
+# Messages for the API's stable codes (docs/PROTOCOL.md, HTTP API).
+# `{detail}` is the server's message.
 _MESSAGES: dict[str, tuple[str, int]] = {
     "revoked_device": ("this device was revoked by a coordinator; it can no longer sync", 3),
     "unknown_device": (

@@ -129,7 +129,7 @@ def _authorise(access: str, caller: Caller) -> None:
 
 
 def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
-    """Run every check of docs/PROTOCOL.md, HTTP API for workspace `ws`; returns the verified caller.
+    """Run every check of the HTTP API (docs/PROTOCOL.md) for `ws`; returns the verified caller.
 
     The nonce is recorded last, in its own write transaction, or with
     `defer_nonce` inside the route's own transaction (`consume_nonce_in`).

@@ -1,4 +1,4 @@
-"""Judging pushed bundles: the checks of docs/PROTOCOL.md, HTTP API "Push", in its order, and the merge.
+"""Judging pushed bundles: the checks of docs/PROTOCOL.md "Push", in its order, and the merge.
 
 The checks that need no database (workspace, signer, epoch, clock, signature) run
 before the write lock is taken, since they are most of the CPU; the rest run

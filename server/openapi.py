@@ -82,7 +82,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         version="1",
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": f"API v1 of {PROTOCOL_VERSION}; normative text in docs/PROTOCOL.md, HTTP API."},
+        info={"description": f"API v1 of {PROTOCOL_VERSION}; normative text: docs/PROTOCOL.md."},
     )
     spec.components.security_scheme(
         "httpsig",
