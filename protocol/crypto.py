@@ -10,6 +10,7 @@ code; signatures and cell ids are checked before anything is decrypted.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -299,23 +300,7 @@ def _seal_bundle_from_parts(
         sig="",
     )
     sig = device_key.sign(labelled(L_BUNDLE_SIG, unsigned.header(), trusted=True))
-    return _replace_sig(unsigned, b64e(sig))
-
-
-def _replace_sig(b: Bundle, sig: str) -> Bundle:
-    return Bundle(
-        workspace=b.workspace,
-        bundle_id=b.bundle_id,
-        device_id=b.device_id,
-        seq=b.seq,
-        prev=b.prev,
-        epoch=b.epoch,
-        key_commit=b.key_commit,
-        cells=b.cells,
-        key_epoch=b.key_epoch,
-        sealed_key=b.sealed_key,
-        sig=sig,
-    )
+    return dataclasses.replace(unsigned, sig=b64e(sig))
 
 
 def seal_bundle(
