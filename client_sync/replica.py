@@ -24,7 +24,7 @@ from typing import Any
 from protocol import crypto, keylog
 from protocol.encoding import b64d
 from protocol.errors import InvalidBundle, MergeConflictError
-from protocol.merge import CellMeta, Register, merge
+from protocol.merge import CellMeta, State, merge
 from protocol.model import Bundle, OpenedCell
 
 from .profile import REPLICA_FILE, Profile
@@ -259,7 +259,7 @@ class Replica:
             ):
                 if (row[1], row[2]) in touched:
                     existing.append(_meta_of(row))
-        state: dict[tuple[str, str], Register]
+        state: State
         state, _ = merge({}, existing)
         old_heads = {h.cell_id for reg in state.values() for h in reg.heads}
         by_id = {c.cell_id: c for c in opened}

@@ -10,7 +10,7 @@ how a device batches its outbox. A rejected bundle leaves no trace.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +174,7 @@ def _chain(b: Bundle, h: str, by_seq: dict[tuple[str, int], stored.Stored]) -> R
 
 def _merge(
     b: Bundle, regs: dict[RegisterKey, Register], volunteer: bool
-) -> tuple[Rejection | None, dict[RegisterKey, Register]]:
+) -> tuple[Rejection | None, Mapping[RegisterKey, Register]]:
     metas = _metas(b)
     if volunteer:
         for m in metas:

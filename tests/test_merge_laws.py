@@ -86,7 +86,7 @@ def histories(draw: st.DrawFn) -> list[CellMeta]:
             if own:
                 chosen = {own[pick % len(own)], own[(pick // 7) % len(own)]}
                 supersedes = tuple(sorted(chosen))
-        elif action == "resolve":
+        elif action == "resolve" and n >= n_devices:  # the first steps: one per device
             device = COORDINATOR
             supersedes = tuple(h.cell_id for h in reference(cells).get(key, EMPTY).heads)
         elif action == "cross":
