@@ -198,6 +198,11 @@ def sync(s: Session, batch_size: int) -> None:
                 warn(line)
             if pulled.failed:
                 warn(f"{pulled.failed} bundle(s) failed verification and were not merged")
+            if pulled.exposed:
+                warn(
+                    f"{pulled.exposed} stored bundle(s) are still sealed to an older epoch key"
+                    " that a revoked coordinator held: run `fieldsync rotate --rekey --resume`"
+                )
 
 
 @cli.command()

@@ -139,3 +139,19 @@ def rekey(prof: Profile, client: Client, page_size: int = PAGE) -> int:
             posting = sender.submit(client.post, path, {"items": items}, retry=True)
             handed = ids
             after = page.bundles[-1]["bundle_id"]
+
+
+def exposed_after_revocation(prof: Profile, client: Client) -> int:
+    """How many stored bundles a revoked keyholder's saved epoch keys may still open.
+
+    A bundle sealed offline to an older epoch and synced after a re-key is stored
+    sealed to that epoch (nothing recorded offline is lost), so an admin's sync
+    asks, once a keyholder has been revoked, whether any such bundle waits.
+    """
+    log = prof.log()
+    me = log.devices.get(prof.device_id)
+    if me is None or me.role != "admin" or me.status != "active":
+        return 0
+    if not any(d.is_keyholder and d.status == "revoked" for d in log.devices.values()):
+        return 0
+    return fetch(client, 1).remaining

@@ -23,6 +23,7 @@ from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 from schemas.wire import MAX_BUNDLES_PER_PUSH, PushResponseSchema, error_messages
 
+from . import rekey as rekeying
 from .errors import IntegrityError, ServerError
 from .keyring import refresh_log
 from .profile import Profile, now_iso
@@ -50,6 +51,7 @@ class PullResult:
     failed: int = 0
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None  # why nothing was pulled
+    exposed: int = 0  # bundles still sealed to an epoch a revoked keyholder held
 
 
 def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
@@ -185,6 +187,7 @@ def sync(
                 pulled = pull(prof, client, replica)
             finally:
                 replica.close()
+            pulled.exposed = rekeying.exposed_after_revocation(prof, client)
     prof.state["last_sync"] = now_iso()
     prof.save()
     return pushed, pulled

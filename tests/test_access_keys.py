@@ -425,6 +425,21 @@ def test_after_revoke_and_rekey_a_departed_coordinator_opens_nothing_on_the_serv
     ]
     assert [r["id"] for r in records(staying)] == ids
 
+    # An offline capture sealed to epoch 3 arrives after the re-key: stored as sealed
+    # (nothing recorded offline is lost), so the admin's sync says it is exposed.
+    exposed = (
+        "warning: 1 stored bundle(s) are still sealed to an older epoch key that a revoked"
+        " coordinator held: run `fieldsync rotate --rekey --resume`\n"
+    )
+    assert admin.run("sync").err == ""
+    ids.append(vol.run("add", "picket", *sets(attendance=14)).last)
+    vol.run("sync")
+    assert admin.run("sync").err == exposed
+    assert admin.run("rotate", "--rekey", "--resume").out == "re-keyed 1 stored bundle(s)\n"
+    assert admin.run("sync").err == ""
+    staying.run("sync")
+    assert [r["id"] for r in records(staying)] == ids
+
 
 @pytest.fixture
 def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
