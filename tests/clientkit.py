@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lying_proxy import LyingProxy
 
 from client_sync.demo import Device, Result, ServerProcess, start_server
 
@@ -63,6 +64,16 @@ class Team:
 
 def new_team(server: ServerProcess, root: Path, url: str | None = None) -> Team:
     return Team(url or server.url, server.workspace_code(), root)
+
+
+@pytest.fixture
+def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:
+    """A fresh team whose devices reach the server through a proxy that can lie."""
+    proxy = LyingProxy("127.0.0.1", server.port).start()
+    try:
+        yield new_team(server, tmp_path, url=proxy.url), proxy
+    finally:
+        proxy.stop()
 
 
 def as_json(result: Result) -> Any:

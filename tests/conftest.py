@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clientkit import proxied  # noqa: F401  (a fixture: the client tests' lying proxy)
 from serverkit import FlaskTransport, Kit
 
 from server.app import create_app

@@ -14,7 +14,6 @@ import re
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -439,15 +438,6 @@ def test_after_revoke_and_rekey_a_departed_coordinator_opens_nothing_on_the_serv
     assert admin.run("sync").err == ""
     staying.run("sync")
     assert [r["id"] for r in records(staying)] == ids
-
-
-@pytest.fixture
-def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
-    proxy = LyingProxy("127.0.0.1", server.port).start()
-    try:
-        yield new_team(server, tmp_path, url=proxy.url), proxy
-    finally:
-        proxy.stop()
 
 
 def _in_terminal(dev: Device, *args: str, timeout: float = 60) -> tuple[int, str, str]:

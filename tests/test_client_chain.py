@@ -4,24 +4,13 @@ bundle is reported and kept aside; a wiped device holds nothing."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from clientkit import Team, as_json, new_team, records, server, status  # noqa: F401
 from lying_proxy import LyingProxy
 
 from client_sync.demo import ServerProcess
-
-
-@pytest.fixture
-def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
-    proxy = LyingProxy("127.0.0.1", server.port).start()
-    try:
-        yield new_team(server, tmp_path, url=proxy.url), proxy
-    finally:
-        proxy.stop()
 
 
 def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, LyingProxy]) -> None:

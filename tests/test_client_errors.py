@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +148,6 @@ def test_coordinator_reading(admin: Device, record_id: str) -> None:
     assert_one_line_error(result, GENERAL, "no open conflict")
     result = admin.run("export", "--format", "csv", "--out", "/nonexistent/dir/x.csv", check=False)
     assert_one_line_error(result, GENERAL, "cannot write")
-
-
-@pytest.fixture
-def proxied(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[Team, LyingProxy]]:  # noqa: F811
-    proxy = LyingProxy("127.0.0.1", server.port).start()
-    try:
-        yield new_team(server, tmp_path, url=proxy.url), proxy
-    finally:
-        proxy.stop()
 
 
 def test_server_down(proxied: tuple[Team, LyingProxy]) -> None:
