@@ -39,7 +39,6 @@ FIELD_TAG_LEN = 16
 L_FIELD_TAG = "fieldsync/v1/field-tag"
 L_CELL_AD = "fieldsync/v1/cell-ad"
 L_CELL_ID = "fieldsync/v1/cell-id"
-L_CELL_VALUE = "fieldsync/v1/cell-value"
 L_KEY_COMMIT = "fieldsync/v1/key-commit"
 L_DATA_KEY = "fieldsync/v1/data-key"
 L_BUNDLE_SIG = "fieldsync/v1/bundle-sig"
