@@ -148,10 +148,9 @@ def exposed_after_revocation(prof: Profile, client: Client) -> int:
     sealed to that epoch (nothing recorded offline is lost), so an admin's sync
     asks, once a keyholder has been revoked, whether any such bundle waits.
     """
-    log = prof.log()
-    me = log.devices.get(prof.device_id)
-    if me is None or me.role != "admin" or me.status != "active":
+    me = prof.me()
+    if me.role != "admin" or me.status != "active":
         return 0
-    if not any(d.is_keyholder and d.status == "revoked" for d in log.devices.values()):
+    if not any(d.is_keyholder and d.status == "revoked" for d in prof.log().devices.values()):
         return 0
     return fetch(client, 1).remaining
