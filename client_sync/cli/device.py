@@ -9,9 +9,11 @@ import click
 
 from schemas.records import RECORD_TYPES
 
-from . import enrol, keyring, outbox
-from . import sync as syncing
-from .clikit import (
+from .. import enrol, keyring, outbox
+from .. import sync as syncing
+from ..profile import new_profile
+from ..replica import open_replica
+from .kit import (
     Session,
     cli,
     emit,
@@ -22,8 +24,6 @@ from .clikit import (
     values_of,
     warn,
 )
-from .profile import new_profile
-from .replica import open_replica
 
 # --- enrollment -----------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from . import keyring, view
-from . import rekey as rekeying
-from .clikit import Session, cli, emit, format_option, session, warn
-from .errors import CliError, UsageError
-from .profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
+from .. import keyring, view
+from .. import rekey as rekeying
+from ..errors import CliError, UsageError
+from ..profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
+from .kit import Session, cli, emit, format_option, session, warn
 
 # --- the roster -----------------------------------------------------------------------
 

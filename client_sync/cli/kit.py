@@ -1,8 +1,8 @@
 """The shared parts of the `fieldsync` command line: the group, options, the session.
 
 A session unlocks the profile (and holds its lock) for one command; keyholders get
-their replica from it. Commands live in `cli_device.py` (enrollment, captures,
-sync, status), `cli_read.py` (the coordinator's view) and `cli_roster.py`.
+their replica from it. Commands live in `device.py` (enrollment, captures,
+sync, status), `read.py` (the coordinator's view) and `roster.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import click
 
 from schemas.records import RECORD_TYPES
 
-from . import keyring
-from .errors import EXIT_CODES, NotAllowed, UsageError
-from .profile import Profile
-from .profile import open_profile as _open_profile
-from .replica import Replica, open_replica
+from .. import keyring
+from ..errors import EXIT_CODES, NotAllowed, UsageError
+from ..profile import Profile
+from ..profile import open_profile as _open_profile
+from ..replica import Replica, open_replica
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,10 +9,10 @@ import click
 
 from schemas.records import RECORD_TYPES
 
-from . import outbox, view
-from .clikit import Session, cli, emit, format_option, session
-from .errors import CliError, UsageError
-from .vault import write_atomic
+from .. import outbox, view
+from ..errors import CliError, UsageError
+from ..vault import write_atomic
+from .kit import Session, cli, emit, format_option, session
 
 # --- the coordinator's view -----------------------------------------------------------
 

@@ -13,9 +13,9 @@ import sys
 
 import click
 
-from . import cli_device, cli_read, cli_roster  # noqa: F401 -- they register the commands
-from .clikit import cli
-from .errors import CliError
+from ..errors import CliError
+from . import device, read, roster  # noqa: F401 -- they register the commands
+from .kit import cli
 
 COMMANDS = sorted(cli.commands)
 __all__ = ["COMMANDS", "cli", "main"]
