@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ class Replica:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, '')",
                 [(f"dirty:{d}",) for d in out.devices],
             )
-            out.cells = self._fold(opened)
+            out.cells = self._fold(opened, log)
             out.max_hlc = max((c.hlc for c in opened), default=0)
             db.execute("COMMIT")
         except BaseException:
@@ -242,11 +242,16 @@ class Replica:
             # Wrong JSON types from the feed: not a bundle any device signed.
             raise InvalidBundle("malformed", f"a field has the wrong type ({exc})") from exc
 
-    def _fold(self, opened: list[OpenedCell]) -> int:
+    def _fold(self, opened: list[OpenedCell], log: keylog.KeyLogState) -> int:
         """Merge opened cells with the pure core; keep the `head` flags in step."""
         if not opened:
             return 0
         db = self.db
+
+        def keyholder(device_id: str) -> bool:
+            dev = log.devices.get(device_id)
+            return dev is not None and dev.is_keyholder
+
         touched = {(c.record_id, c.field_tag) for c in opened}
         record_ids = sorted({c.record_id for c in opened})
         existing: list[CellMeta] = []
@@ -258,14 +263,21 @@ class Replica:
                 chunk,
             ):
                 if (row[1], row[2]) in touched:
-                    existing.append(_meta_of(row))
+                    existing.append(_meta_of(row, keyholder))
         state: State
         state, _ = merge({}, existing)
         old_heads = {h.cell_id for reg in state.values() for h in reg.heads}
         by_id = {c.cell_id: c for c in opened}
         metas = [
             CellMeta(
-                c.record_id, c.field_tag, c.cell_id, c.hlc, c.device_id, c.supersedes, c.bundle_id
+                c.record_id,
+                c.field_tag,
+                c.cell_id,
+                c.hlc,
+                c.device_id,
+                c.supersedes,
+                c.bundle_id,
+                keyholder(c.device_id),
             )
             for c in opened
         ]
@@ -439,8 +451,10 @@ def open_replica(prof: Profile) -> Replica | None:
     return Replica(prof.home / REPLICA_FILE, key, prof.workspace_id)
 
 
-def _meta_of(row: Any) -> CellMeta:
-    return CellMeta(row[1], row[2], row[0], row[3], row[4], tuple(json.loads(row[5])), row[6])
+def _meta_of(row: Any, keyholder: Callable[[str], bool]) -> CellMeta:
+    return CellMeta(
+        row[1], row[2], row[0], row[3], row[4], tuple(json.loads(row[5])), row[6], keyholder(row[4])
+    )
 
 
 def _head(r: Any) -> HeadCell:

@@ -2,34 +2,54 @@
 
 Pure: no I/O, no clock, no randomness.
 
-A register holds every cell ever written to one (record_id, field_tag). Its heads
-are the cells no known cell of the same register supersedes; its winner is the
-head with the greatest (hlc, device_id, cell_id); the other heads are open
-conflicts. Because heads are a function of the *set* of cells alone, arrival
-order, duplication and batching cannot change the result: the merge is a
-join-semilattice (set union), hence commutative, associative and idempotent.
+A register holds every cell ever written to one (record_id, field_tag). A cell
+*names* the cells its `supersedes` lists; a naming **takes effect** when it stays
+inside the register and either the naming cell's author is a keyholder (role
+coordinator or admin) or both cells are of the same device: a volunteer replaces
+only its own writes, so two witnesses who disagree stay a conflict, whatever a
+hostile device names. The heads of a register are its cells that no effective
+naming reaches; the winner is the head with the greatest (hlc, device_id,
+cell_id); the other heads are open conflicts.
 
-Supersession is scoped to its register: a cell naming a cell id of another
-register supersedes nothing, whichever of the two arrives first.
+Heads are a function of the *set* of cells alone (whether a naming takes effect
+depends only on the two cells), so arrival order, duplication and batching cannot
+change the result: the merge is a join-semilattice (set union), hence commutative,
+associative and idempotent.
+
+**Cost follows the batch, never the register.** `fold` touches, per cell, the
+register's current heads (at most `MAX_HEADS`), the stored cells that carry the
+batch's ids, and the stored namings of those ids: a `View` the caller loads with
+index lookups (`keys_and_ids` says which). Nothing else of a register is read, so a
+register of a million cells costs what a register of one does. A batch that would
+leave a register with more than `MAX_HEADS` open values is refused
+(`too_many_heads`): one write may name at most that many cells, and a conflict must
+stay closable by one write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import MergeConflictError
 
 RegisterKey = tuple[str, str]  # (record_id, field_tag)
+CellKey = tuple[str, str, str]  # (record_id, field_tag, cell_id)
+
+# At most this many heads per register: the most one cell may supersede
+# (schemas.wire.MAX_SUPERSEDES), so a coordinator can always close a conflict.
+MAX_HEADS = 32
 
 
 @dataclass(frozen=True, slots=True)
 class CellMeta:
-    """What the merge needs of a cell: its clear fields, never its content.
+    """What the merge needs of a cell: its clear fields and its author, never its content.
 
-    `digest` identifies the sealed content (the server uses the bundle id and the
-    ciphertext hash); one `cell_id` arriving with two digests is a protocol error.
+    `keyholder` says whether the author's role (fixed by its enroll event) is
+    coordinator or admin, whose namings reach other devices' cells. `digest`
+    identifies the sealed content (the replica uses the bundle id); one `cell_id`
+    arriving with two different metas is a protocol error.
     """
 
     record_id: str
@@ -39,6 +59,7 @@ class CellMeta:
     device_id: str
     supersedes: tuple[str, ...]
     digest: str = ""
+    keyholder: bool = False
 
     @property
     def key(self) -> RegisterKey:
@@ -48,133 +69,237 @@ class CellMeta:
         return (self.hlc, self.device_id, self.cell_id)
 
 
+class Namer(NamedTuple):
+    """Who named a cell in its `supersedes`: the author and whether it is a keyholder."""
+
+    device_id: str
+    keyholder: bool
+
+
+def takes_effect(namer: Namer, target_device: str) -> bool:
+    """Does a naming by `namer` supersede a cell written by `target_device`?"""
+    return namer.keyholder or namer.device_id == target_device
+
+
+def winner_first(heads: Iterable[CellMeta]) -> tuple[CellMeta, ...]:
+    """Heads in the merge's order: the winner, then the other open values, by
+    (hlc, device_id, cell_id) descending."""
+    return tuple(sorted(heads, key=CellMeta.order, reverse=True))
+
+
+@dataclass
+class View:
+    """The part of the stored state one batch touches; the caller loads it.
+
+    - `heads`: the current heads of every register the batch touches (an absent
+      key is an empty register);
+    - `known`: stored cells whose (record, field, id) a cell of the batch carries;
+    - `named`: stored namings of the batch's cell ids, per (record, field, id).
+
+    `fold` updates the view with what it accepted, so several bundles judged one
+    after the other see each other, as they would once stored.
+    """
+
+    heads: dict[RegisterKey, list[CellMeta]] = field(default_factory=dict)
+    known: dict[CellKey, CellMeta] = field(default_factory=dict)
+    named: dict[CellKey, list[Namer]] = field(default_factory=dict)
+
+
+@dataclass
+class Delta:
+    """What a fold changed, for the caller to store.
+
+    - `accepted`: the new cells, in the order given;
+    - `heads`: the final heads of every register that changed, winner first;
+    - `new_heads`: ids of accepted cells that are heads at the end;
+    - `unheaded`: stored cells (from the view) that stopped being heads;
+    - `namings`: one row per (cell named, namer) to remember, so that a cell that
+      arrives after the cell naming it is judged without reading its register.
+    """
+
+    accepted: list[CellMeta] = field(default_factory=list)
+    heads: dict[RegisterKey, tuple[CellMeta, ...]] = field(default_factory=dict)
+    new_heads: set[str] = field(default_factory=set)
+    unheaded: list[tuple[RegisterKey, str]] = field(default_factory=list)
+    namings: list[tuple[CellKey, Namer]] = field(default_factory=list)
+
+
+def keys_and_ids(cells: Iterable[CellMeta]) -> tuple[set[RegisterKey], set[CellKey]]:
+    """What a caller must load into a `View` for `cells`: the registers (for their
+    heads) and the (record, field, id) of every cell (for `known` and `named`)."""
+    keys: set[RegisterKey] = set()
+    ids: set[CellKey] = set()
+    for c in cells:
+        keys.add((c.record_id, c.field_tag))
+        ids.add((c.record_id, c.field_tag, c.cell_id))
+    return keys, ids
+
+
+def fold(view: View, cells: Iterable[CellMeta], max_heads: int | None = MAX_HEADS) -> Delta:
+    """Merge `cells` into `view`: all of them, or (on `MergeConflictError`) none.
+
+    A cell already known with the same meta is a no-op (a retry); with another meta
+    it is `cell_id_reused`. A register left with more than `max_heads` heads is
+    `too_many_heads` (None: no bound, for whole in-memory states). Each cell costs
+    O(its namings + the register's heads).
+    """
+    # Work on copies of what the batch touches, so a refusal leaves `view` as it was.
+    heads: dict[RegisterKey, dict[str, CellMeta]] = {}
+    known: dict[CellKey, CellMeta] = {}
+    named: dict[CellKey, list[Namer]] = {}
+    stored_heads: set[str] = set()
+    delta = Delta()
+    for c in cells:
+        key = (c.record_id, c.field_tag)
+        ckey = (c.record_id, c.field_tag, c.cell_id)
+        prev = known.get(ckey) or view.known.get(ckey)
+        if prev is not None:
+            if prev != c:
+                raise MergeConflictError(
+                    "cell_id_reused", f"cell {c.cell_id} was announced with two different contents"
+                )
+            continue
+        reg = heads.get(key)
+        if reg is None:
+            current = view.heads.get(key, ())
+            reg = heads[key] = {h.cell_id: h for h in current}
+            stored_heads.update(reg)
+        known[ckey] = c
+        delta.accepted.append(c)
+        namer = Namer(c.device_id, c.keyholder)
+        for name in c.supersedes:
+            target = (c.record_id, c.field_tag, name)
+            named.setdefault(target, list(view.named.get(target, ()))).append(namer)
+            delta.namings.append((target, namer))
+            head = reg.get(name)
+            if head is not None and takes_effect(namer, head.device_id):
+                del reg[name]
+        namers = named.get(ckey)
+        if namers is None:
+            namers = view.named.get(ckey, [])
+        if not any(takes_effect(n, c.device_id) for n in namers):
+            reg[c.cell_id] = c
+            if max_heads is not None and len(reg) > max_heads:
+                raise MergeConflictError(
+                    "too_many_heads",
+                    f"a field would hold more than {max_heads} open values; a keyholder"
+                    " must resolve it first",
+                )
+    for key, reg in heads.items():
+        before = view.heads.get(key, [])
+        if {h.cell_id for h in before} == reg.keys():
+            continue
+        ordered = winner_first(reg.values())
+        delta.heads[key] = ordered
+        view.heads[key] = list(ordered)
+        for old in before:
+            if old.cell_id not in reg:
+                delta.unheaded.append((key, old.cell_id))
+    accepted_ids = {c.cell_id for c in delta.accepted}
+    delta.new_heads = {cid for reg in heads.values() for cid in reg if cid in accepted_ids}
+    view.known.update(known)
+    for target, namers in named.items():
+        view.named[target] = namers
+    return delta
+
+
+# --- an in-memory state, for tests, benchmarks and small tools ----------------------------
+
+
 class Register(NamedTuple):
-    # A NamedTuple rather than a frozen dataclass: a new record makes one register
-    # per field, and tuple construction is several times cheaper.
+    """One register held whole in memory: every cell, who named what, and the heads."""
+
     cells: Mapping[str, CellMeta]
-    superseded: frozenset[str]
-    # Kept incrementally (a head leaves when a cell supersedes it) so that adding a
-    # cell costs O(heads), not O(history); sorted, winner first.
+    named: Mapping[str, tuple[Namer, ...]]
     heads: tuple[CellMeta, ...] = ()
 
     @property
     def winner(self) -> CellMeta | None:
-        heads = self.heads
-        return heads[0] if heads else None
+        return self.heads[0] if self.heads else None
 
     @property
     def in_conflict(self) -> bool:
         return len(self.heads) > 1
 
+    @property
+    def superseded(self) -> frozenset[str]:
+        """Ids of the register's cells that an effective naming reaches."""
+        return frozenset(
+            cid
+            for cid, c in self.cells.items()
+            if any(takes_effect(n, c.device_id) for n in self.named.get(cid, ()))
+        )
 
-_NONE: frozenset[str] = frozenset()
-EMPTY = Register(cells={}, superseded=_NONE, heads=())
+
+EMPTY = Register(cells={}, named={}, heads=())
 
 State = Mapping[RegisterKey, Register]
 
 
-def _lone(cell: CellMeta) -> Register:
-    """The register of a single cell (a head, unless it names itself)."""
-    superseded = frozenset(cell.supersedes) if cell.supersedes else _NONE
-    heads = () if cell.cell_id in superseded else (cell,)
-    return Register({cell.cell_id: cell}, superseded, heads)
-
-
 class MergedState(Mapping[RegisterKey, Register]):
-    """The merged state, a read-only mapping of register key to `Register`.
+    """A merged state: a read-only mapping of register key to `Register`."""
 
-    Most registers hold one cell (a new record's fields, never edited), so those are
-    kept as the bare cell and become a `Register` only when read: building a dict
-    and a Register for each of them cost the merge ~85 % of its time. Equality, like
-    every other read, is that of the mapping.
-    """
+    __slots__ = ("_regs",)
 
-    __slots__ = ("_lone", "_many")
-
-    def __init__(
-        self,
-        lone: dict[RegisterKey, CellMeta] | None = None,
-        many: dict[RegisterKey, Register] | None = None,
-    ) -> None:
-        self._lone = lone if lone is not None else {}
-        self._many = many if many is not None else {}
+    def __init__(self, regs: dict[RegisterKey, Register] | None = None) -> None:
+        self._regs = regs if regs is not None else {}
 
     def __getitem__(self, key: RegisterKey) -> Register:
-        reg = self._many.get(key)
-        if reg is not None:
-            return reg
-        return _lone(self._lone[key])
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._many or key in self._lone
+        return self._regs[key]
 
     def __iter__(self) -> Iterator[RegisterKey]:
-        yield from self._many
-        yield from self._lone
+        return iter(self._regs)
 
     def __len__(self) -> int:
-        return len(self._many) + len(self._lone)
+        return len(self._regs)
 
     def __repr__(self) -> str:
-        return f"MergedState({dict(self.items())!r})"
+        return f"MergedState({self._regs!r})"
 
 
 def merge(state: State, cells: Iterable[CellMeta]) -> tuple[MergedState, list[CellMeta]]:
-    """Fold `cells` into `state`. Returns the new state and the cells it newly accepted.
+    """Fold `cells` into a whole in-memory `state`. Returns the new state and the cells
+    it newly accepted, in the order given. The input state is not modified.
 
-    The changes are exactly the accepted cells, in the order given: the server
-    numbers them, and any replica that folds them in gets the same state. A cell
-    already present with the same content is a no-op (a retry); with another
-    content it raises `MergeConflictError` and the caller must discard the batch.
-    The input state is not modified.
+    This is `fold` over a `View` built from the whole state: the same rules, for
+    tests and tools that hold everything in memory. `max_heads` is not applied here.
     """
-    if isinstance(state, MergedState):
-        lone, many = dict(state._lone), dict(state._many)
-    else:
-        lone, many = {}, dict(state)
-    # A register that gets a second cell, or was a full Register already, gets one
-    # mutable working copy per batch: (cells, superseded, heads), finished at the end.
-    work: dict[RegisterKey, tuple[dict[str, CellMeta], set[str], list[CellMeta]]] = {}
-    accepted: list[CellMeta] = []
-    accept = accepted.append
-    work_get, lone_get, many_get = work.get, lone.get, many.get
-    for cell in cells:
-        key = (cell.record_id, cell.field_tag)
-        w = work_get(key)
-        if w is None:
-            reg = many_get(key)
-            if reg is None:
-                prev = lone_get(key)
-                if prev is None:
-                    lone[key] = cell  # the common case: a register's first cell
-                    accept(cell)
-                    continue
-                del lone[key]
-                sup = set(prev.supersedes)
-                heads = [] if prev.cell_id in sup else [prev]
-                w = work[key] = ({prev.cell_id: prev}, sup, heads)
-            else:
-                w = work[key] = (dict(reg.cells), set(reg.superseded), list(reg.heads))
-        known = w[0].get(cell.cell_id)
-        if known is not None:
-            if known != cell:
-                raise MergeConflictError(
-                    "cell_id_reused",
-                    f"cell {cell.cell_id} was announced with two different contents",
-                )
+    cells = list(cells)
+    keys, ids = keys_and_ids(cells)
+    view = View()
+    for key in keys:
+        reg = state.get(key)
+        if reg is not None:
+            view.heads[key] = list(reg.heads)
+    for rid, tag, cid in ids:
+        reg = state.get((rid, tag))
+        if reg is None:
             continue
-        w[0][cell.cell_id] = cell
-        superseded = w[1]
-        if cell.supersedes:
-            superseded.update(cell.supersedes)
-            w[2][:] = [h for h in w[2] if h.cell_id not in superseded]
-        if cell.cell_id not in superseded:
-            w[2].append(cell)
-        accept(cell)
-    for key, (cells_, superseded_, heads_) in work.items():
-        heads_.sort(key=CellMeta.order, reverse=True)
-        many[key] = Register(cells_, frozenset(superseded_), tuple(heads_))
-    return MergedState(lone, many), accepted
+        if cid in reg.cells:
+            view.known[(rid, tag, cid)] = reg.cells[cid]
+        if cid in reg.named:
+            view.named[(rid, tag, cid)] = list(reg.named[cid])
+    delta = fold(view, cells, max_heads=None)
+    regs = dict(state.items())
+    by_key: dict[RegisterKey, list[CellMeta]] = {}
+    for c in delta.accepted:
+        by_key.setdefault(c.key, []).append(c)
+    named_by_key: dict[RegisterKey, list[tuple[str, Namer]]] = {}
+    for (rid, tag, cid), namer in delta.namings:
+        named_by_key.setdefault((rid, tag), []).append((cid, namer))
+    for key in set(by_key) | set(named_by_key):
+        old = regs.get(key, EMPTY)
+        new_cells = dict(old.cells)
+        for c in by_key.get(key, ()):
+            new_cells[c.cell_id] = c
+        new_named = {cid: list(ns) for cid, ns in old.named.items()}
+        for cid, namer in named_by_key.get(key, ()):
+            new_named.setdefault(cid, []).append(namer)
+        heads = delta.heads.get(key, old.heads)
+        regs[key] = Register(
+            new_cells, {cid: tuple(sorted(set(ns))) for cid, ns in new_named.items()}, heads
+        )
+    return MergedState(regs), delta.accepted
 
 
 def heads_of(state: State, key: RegisterKey) -> tuple[CellMeta, ...]:

@@ -10,7 +10,7 @@ how a device batches its outbox. A rejected bundle leaves no trace.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from protocol import hlc
 from protocol.crypto import bundle_hash, verify_bundle
 from protocol.errors import InvalidBundle, MergeConflictError
 from protocol.keylog import Device, KeyLogState
-from protocol.merge import CellMeta, Register, RegisterKey, merge
+from protocol.merge import CellMeta, RegisterKey, fold
 from protocol.model import ZERO_HASH, Bundle
 
 from .store import bundles as stored
@@ -73,10 +73,11 @@ def check_alone(
     return None
 
 
-def _metas(b: Bundle) -> list[CellMeta]:
+def _metas(b: Bundle, keyholder: bool) -> list[CellMeta]:
     dev = b.device_id
     return [
-        CellMeta(c.record_id, c.field_tag, c.cell_id, c.hlc, dev, c.supersedes) for c in b.cells
+        CellMeta(c.record_id, c.field_tag, c.cell_id, c.hlc, dev, c.supersedes, "", keyholder)
+        for c in b.cells
     ]
 
 
@@ -101,12 +102,11 @@ def push(
         results.append(rej)
         if rej is None:
             candidates.append((i, b, bundle_hash(b)))
-    volunteer = signer.role == "volunteer"
     if candidates:
         with write(conn):
             if in_transaction is not None:
                 in_transaction(conn)
-            _judge_and_write(conn, candidates, results, signer.device_id, volunteer)
+            _judge_and_write(conn, candidates, results, signer, state)
     final: list[tuple[str, int] | Rejection] = []
     for r in results:
         assert r is not None
@@ -118,18 +118,39 @@ def _judge_and_write(
     conn: sqlite3.Connection,
     candidates: list[tuple[int, Bundle, str]],
     results: list[tuple[str, int] | Rejection | None],
-    device_id: str,
-    volunteer: bool,
+    signer: Device,
+    state: KeyLogState,
 ) -> None:
+    devices = state.devices
+
+    def keyholder(device_id: str) -> bool:
+        dev = devices.get(device_id)
+        return dev is not None and dev.is_keyholder
+
     ids = [b.bundle_id for _, b, _ in candidates]
     seqs = sorted({s for _, b, _ in candidates for s in (b.seq - 1, b.seq, b.seq + 1)})
     by_id = stored.by_ids(conn, ids)
-    by_seq = stored.by_device_seqs(conn, device_id, seqs)
-    regs, flagged = stored.registers(
-        conn, sorted({c.record_id for _, b, _ in candidates for c in b.cells})
-    )
+    by_seq = stored.by_device_seqs(conn, signer.device_id, seqs)
+    metas = {b.bundle_id: _metas(b, signer.is_keyholder) for _, b, _ in candidates}
+    view = stored.view(conn, [m for ms in metas.values() for m in ms], keyholder)
+    # Only an approved keyholder may replace another device's write; anyone else
+    # naming a stored cell of another device is refused by name (the merge would
+    # give such a naming no effect anyway).
+    foreign: dict[tuple[str, str, str], str] = {}
+    if not (signer.is_keyholder and signer.status == "active"):
+        named = sorted(
+            {
+                (m.record_id, m.field_tag, s)
+                for ms in metas.values()
+                for m in ms
+                for s in m.supersedes
+            }
+        )
+        foreign = {k: d for k, d in stored.devices_of(conn, named).items() if d != signer.device_id}
+    stored_heads = {key: {h.cell_id for h in hs} for key, hs in view.heads.items()}
     change = stored.next_change(conn)
     accepted: list[tuple[int, Bundle, str]] = []
+    namings: list[tuple[tuple[str, str, str], str]] = []
     touched: set[RegisterKey] = set()
     for i, b, h in candidates:
         known = by_id.get(b.bundle_id)
@@ -140,13 +161,22 @@ def _judge_and_write(
                 results[i] = Rejection("bundle_id_reused", "another bundle has this id")
             continue
         rej = _chain(b, h, by_seq)
+        if rej is None and foreign:
+            rej = _foreign(metas[b.bundle_id], foreign)
         if rej is None:
-            rej, merged = _merge(b, regs, volunteer)
+            try:
+                delta = fold(view, metas[b.bundle_id])
+            except MergeConflictError as exc:
+                rej = Rejection(exc.code, exc.reason)
+            else:
+                if len(delta.accepted) != len(b.cells):
+                    # Unreachable for a verified bundle: a cell id hashes its bundle id.
+                    rej = Rejection("cell_id_reused", "a cell id of this bundle is already stored")
         if rej is not None:
             results[i] = rej
             continue
-        regs.update(merged)
-        touched.update(merged)
+        touched.update(m.key for m in delta.accepted)
+        namings.extend((target, n.device_id) for target, n in delta.namings)
         row = stored.Stored(change, b.bundle_id, b.device_id, b.seq, b.prev, h, b.sig)
         by_id[b.bundle_id] = by_seq[(b.device_id, b.seq)] = row
         accepted.append((change, b, h))
@@ -154,9 +184,23 @@ def _judge_and_write(
         change += 1
     if not accepted:
         return
-    heads = {c.cell_id for key in touched for c in regs[key].heads}
-    unheaded = [(key, cid) for key in touched for cid in flagged.get(key, ()) if cid not in heads]
-    stored.insert(conn, accepted, heads, unheaded)
+    final = {key: {c.cell_id for c in view.heads.get(key, ())} for key in touched}
+    heads = {cid for cids in final.values() for cid in cids}
+    unheaded = [
+        (key, cid) for key in touched for cid in stored_heads.get(key, ()) if cid not in final[key]
+    ]
+    stored.insert(conn, accepted, heads, unheaded, namings)
+
+
+def _foreign(metas: list[CellMeta], foreign: dict[tuple[str, str, str], str]) -> Rejection | None:
+    for m in metas:
+        for s in m.supersedes:
+            if (m.record_id, m.field_tag, s) in foreign:
+                return Rejection(
+                    "foreign_supersede",
+                    "only an approved coordinator may replace another device's value",
+                )
+    return None
 
 
 def _chain(b: Bundle, h: str, by_seq: dict[tuple[str, int], stored.Stored]) -> Rejection | None:
@@ -170,30 +214,3 @@ def _chain(b: Bundle, h: str, by_seq: dict[tuple[str, int], stored.Stored]) -> R
     if after is not None and after.prev != h:
         return Rejection("broken_chain", f"this device's stored bundle {b.seq + 1} does not chain")
     return None
-
-
-def _merge(
-    b: Bundle, regs: dict[RegisterKey, Register], volunteer: bool
-) -> tuple[Rejection | None, Mapping[RegisterKey, Register]]:
-    metas = _metas(b)
-    if volunteer:
-        for m in metas:
-            reg = regs.get(m.key)
-            if reg is None:
-                continue
-            for s in m.supersedes:
-                other = reg.cells.get(s)
-                if other is not None and other.device_id != m.device_id:
-                    return Rejection(
-                        "foreign_supersede", "a volunteer may supersede only its own cells"
-                    ), {}
-    sub = {m.key: regs[m.key] for m in metas if m.key in regs}
-    try:
-        merged, new = merge(sub, metas)
-    except MergeConflictError as exc:
-        return Rejection("cell_id_reused", exc.reason), {}
-    if len(new) != len(metas):
-        # A new bundle's cell id names its bundle (the id is a hash over associated
-        # data that includes the bundle id), so a cell already known here is reused.
-        return Rejection("cell_id_reused", "a cell id of this bundle is already stored"), {}
-    return None, merged

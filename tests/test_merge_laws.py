@@ -3,10 +3,13 @@
 Histories are generated: three or four volunteers and a coordinator write, edit
 their own earlier cells, tombstone records (a cell on the reserved `_deleted`
 register, nothing special to the merge), name cells of another register in
-`supersedes` (which must be ignored), and the coordinator resolves conflicts by
-superseding every current head. The merged state is compared whole with a
-reference computed from the definition: heads are the cells no cell of the same
-register supersedes, sorted winner first by (hlc, device_id, cell_id).
+`supersedes` (which must be ignored), name another volunteer's cell of the same
+register (which must be ignored too: a volunteer replaces only its own writes),
+and the coordinator resolves conflicts by superseding every current head. The
+merged state is compared whole with a reference computed from the definition:
+heads are the cells that no naming in their register reaches (a naming reaches a
+cell of its own device, or any cell when its author is a keyholder), sorted
+winner first by (hlc, device_id, cell_id).
 """
 
 from __future__ import annotations
@@ -23,13 +26,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import MergeConflictError
-from protocol.merge import EMPTY, CellMeta, Register, RegisterKey, State, heads_of, merge
+from protocol.merge import (
+    EMPTY,
+    MAX_HEADS,
+    CellMeta,
+    Namer,
+    Register,
+    RegisterKey,
+    State,
+    View,
+    heads_of,
+    merge,
+)
+from protocol.merge import (
+    fold as fold_view,
+)
 
 RECORDS = ("record-a", "record-b")
 FIELDS = ("tag-date", "tag-place", "tag-attendance", "tag-deleted")  # tag-deleted: `_deleted`
 REGISTERS = [(r, f) for r in RECORDS for f in FIELDS]
 COORDINATOR = "device-coordinator"
-ACTIONS = ("write", "write", "edit", "edit", "resolve", "cross", "tombstone")
+ACTIONS = ("write", "write", "edit", "edit", "resolve", "cross", "foreign", "tombstone")
 SETTINGS = settings(deadline=None, max_examples=40)
 
 
@@ -45,13 +62,26 @@ def reference(cells: Iterable[CellMeta]) -> dict[RegisterKey, Register]:
         by_key[c.key][c.cell_id] = c
     out = {}
     for key, cs in by_key.items():
-        superseded = frozenset(s for c in cs.values() for s in c.supersedes)
+        named: dict[str, set[Namer]] = defaultdict(set)
+        for c in cs.values():
+            for s in c.supersedes:
+                named[s].add(Namer(c.device_id, c.keyholder))
         heads = sorted(
-            (c for c in cs.values() if c.cell_id not in superseded),
+            (
+                c
+                for c in cs.values()
+                if not any(
+                    n.keyholder or n.device_id == c.device_id for n in named.get(c.cell_id, ())
+                )
+            ),
             key=CellMeta.order,
             reverse=True,
         )
-        out[key] = Register(cells=cs, superseded=superseded, heads=tuple(heads))
+        out[key] = Register(
+            cells=cs,
+            named={cid: tuple(sorted(ns)) for cid, ns in named.items()},
+            heads=tuple(heads),
+        )
     return out
 
 
@@ -93,6 +123,11 @@ def histories(draw: st.DrawFn) -> list[CellMeta]:
             others = [c.cell_id for c in cells if c.key != key]
             if others:
                 supersedes = (others[pick % len(others)],)
+        elif action == "foreign":
+            # A volunteer names other devices' cells of this register: no effect.
+            foreign = [c.cell_id for c in cells if c.key == key and c.device_id != device]
+            if foreign:
+                supersedes = (foreign[pick % len(foreign)],)
         cells.append(
             CellMeta(
                 record_id=key[0],
@@ -102,6 +137,7 @@ def histories(draw: st.DrawFn) -> list[CellMeta]:
                 device_id=device,
                 supersedes=supersedes,
                 digest=f"digest-{n}",
+                keyholder=device == COORDINATOR,
             )
         )
     return cells
@@ -198,6 +234,7 @@ def test_a_write_superseding_every_head_closes_the_conflict(
         hlc=0,  # even an old clock resolves: supersession, not time, decides
         device_id=COORDINATOR,
         supersedes=tuple(h.cell_id for h in state[key].heads),
+        keyholder=True,
     )
     for arrival in ([*cells, resolution], [resolution, *cells]):
         resolved, _ = merge({}, arrival)
@@ -231,9 +268,14 @@ def test_one_cell_id_with_two_contents_is_refused(
 
 
 def meta(
-    cid: str, key: RegisterKey, hlc: int, device: str = "device-0", sup: tuple[str, ...] = ()
+    cid: str,
+    key: RegisterKey,
+    hlc: int,
+    device: str = "device-0",
+    sup: tuple[str, ...] = (),
+    keyholder: bool = False,
 ) -> CellMeta:
-    return CellMeta(key[0], key[1], cid, hlc, device, sup, digest="d-" + cid)
+    return CellMeta(key[0], key[1], cid, hlc, device, sup, digest="d-" + cid, keyholder=keyholder)
 
 
 @pytest.mark.parametrize("order", ["target first", "naming cell first"])
@@ -268,5 +310,78 @@ def test_an_edit_superseding_a_cell_not_yet_seen_hides_it_on_arrival() -> None:
     state, accepted = merge(state, [old])
     assert accepted == [old]
     assert state[key] == Register(
-        cells={"edit": edit, "old": old}, superseded=frozenset({"old"}), heads=(edit,)
+        cells={"edit": edit, "old": old},
+        named={"old": (Namer("device-0", False),)},
+        heads=(edit,),
     )
+
+
+@pytest.mark.parametrize("order", ["target first", "naming cell first"])
+@pytest.mark.parametrize("keyholder", [False, True])
+def test_only_a_keyholder_supersedes_another_devices_cell(order: str, keyholder: bool) -> None:
+    key = ("record-a", "tag-place")
+    target = meta("target", key, 10, device="device-a")
+    namer = meta("namer", key, 20, device="device-b", sup=("target",), keyholder=keyholder)
+    arrival = [target, namer] if order == "target first" else [namer, target]
+    state, _ = fold([[c] for c in arrival])
+    assert state[key].heads == ((namer,) if keyholder else (namer, target))
+    assert state == reference([target, namer])
+
+
+def test_a_register_holds_at_most_max_heads_open_values_and_a_refusal_changes_nothing() -> None:
+    key = ("record-a", "tag-place")
+    view = View()
+    writers = [meta(f"c{i:02d}", key, i, device=f"device-{i:02d}") for i in range(MAX_HEADS)]
+    fold_view(view, writers)
+    assert len(view.heads[key]) == MAX_HEADS
+    before = (dict(view.heads), dict(view.known), dict(view.named))
+    one_more = meta("c-extra", key, 99, device="device-extra")
+    with pytest.raises(MergeConflictError) as info:
+        fold_view(view, [one_more])
+    assert info.value.code == "too_many_heads"
+    assert (view.heads, view.known, view.named) == before
+    # A keyholder's write naming every head closes them all, whatever their number.
+    resolution = meta(
+        "resolution", key, 1, device="device-coord", sup=tuple(c.cell_id for c in writers),
+        keyholder=True,
+    )  # fmt: skip
+    delta = fold_view(view, [resolution])
+    assert delta.heads[key] == (resolution,)
+    assert sorted(cid for _, cid in delta.unheaded) == sorted(c.cell_id for c in writers)
+
+
+def test_a_fold_reads_only_the_view_its_cells_name() -> None:
+    """The cost of a cell does not grow with its register's history: `fold` asks the
+    view for the register's heads (at most MAX_HEADS) and the cell's own ids, nothing
+    else (counted, not timed)."""
+
+    class Counting(dict):  # type: ignore[type-arg]
+        reads = 0
+        items_seen = 0
+
+        def get(self, k, default=None):  # type: ignore[no-untyped-def]
+            Counting.reads += 1
+            found = super().get(k, default)
+            Counting.items_seen += len(found) if isinstance(found, list) else 1
+            return found
+
+    key = ("record-a", "tag-place")
+    work = {}
+    for size in (10, 10_000):
+        view = View()
+        # A long history: each write of one device replaces the one before.
+        history = [meta(f"h{i}", key, i, sup=(f"h{i - 1}",) if i else ()) for i in range(size)]
+        for i in range(0, size, 500):
+            fold_view(view, history[i : i + 500])
+        view.known, view.named, view.heads = (
+            Counting(view.known),
+            Counting(view.named),
+            Counting(view.heads),
+        )
+        Counting.reads = Counting.items_seen = 0
+        last = f"h{size - 1}"
+        fold_view(view, [meta("new", key, size + 1, sup=(last, "never-seen"))])
+        work[size] = (Counting.reads, Counting.items_seen)
+        assert [h.cell_id for h in view.heads[key]] == ["new"]
+    assert work[10] == work[10_000]
+    assert work[10][0] <= 6

@@ -263,8 +263,16 @@ def test_server_merge_equals_protocol_merge(kit: Kit, app: Any) -> None:
                 assert statuses == {"accepted"}, statuses
                 assert {s for s, _ in results(kit.push(dev, mine))} == {"stored"}
     metas = [
-        CellMeta(c.record_id, c.field_tag, c.cell_id, c.hlc, b.device_id, c.supersedes)
-        for _, b in pushed
+        CellMeta(
+            c.record_id,
+            c.field_tag,
+            c.cell_id,
+            c.hlc,
+            b.device_id,
+            c.supersedes,
+            keyholder=dev.role != "volunteer",
+        )
+        for dev, b in pushed
         for c in b.cells
     ]
     state, _ = merge({}, metas)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.merge import CellMeta, Register, RegisterKey
+from protocol.merge import CellMeta, Namer, RegisterKey, View, keys_and_ids
 from protocol.model import Bundle
 
 _CHUNK = 500  # bound on SQL parameters per statement
@@ -73,38 +73,80 @@ def last_change(conn: sqlite3.Connection) -> int:
     return next_change(conn) - 1
 
 
-def registers(
-    conn: sqlite3.Connection, record_ids: Sequence[str]
-) -> tuple[dict[RegisterKey, Register], dict[RegisterKey, set[str]]]:
-    """The stored registers of these records, and the ids of their cells flagged as heads.
+_TRIPLES = 300  # (record, field, id) triples per statement: 900 parameters
 
-    The digest is left empty: a cell id is a hash over the cell's clear fields and
-    ciphertext, checked by `verify_bundle` before anything is stored, so one id
-    cannot carry two contents and the id itself identifies the content.
+
+def _wanted(triples: Sequence[tuple[str, str, str]]) -> str:
+    return "WITH want(r, f, c) AS (VALUES " + ",".join(["(?,?,?)"] * len(triples)) + ")"
+
+
+def view(
+    conn: sqlite3.Connection, cells: Sequence[CellMeta], keyholder: Callable[[str], bool]
+) -> View:
+    """What the merge needs to judge `cells`, read through indexes only: the current
+    heads of their registers (a partial index on heads, at most MAX_HEADS each), the
+    stored cells carrying their ids, and the stored namings of those ids. Its cost
+    follows the batch, not the registers: a register's history is never read.
+
+    `keyholder(device_id)` tells whether a device's role is coordinator or admin.
     """
-    cells: dict[RegisterKey, dict[str, CellMeta]] = {}
-    flagged: dict[RegisterKey, set[str]] = {}
-    for part in _chunks(record_ids):
+    keys, ids = keys_and_ids(cells)
+    out = View()
+    records = sorted({rid for rid, _ in keys})
+    for part in _chunks(records):
         sql = (
-            "SELECT c.record_id, c.field_tag, c.cell_id, c.hlc, b.device_id, c.supersedes,"  # noqa: S608
-            " c.is_head FROM cells c JOIN bundles b ON b.change = c.bundle_change"
-            f" WHERE c.record_id IN ({_marks(len(part))})"
+            "SELECT c.record_id, c.field_tag, c.cell_id, c.hlc, b.device_id, c.supersedes"  # noqa: S608
+            " FROM cells c JOIN bundles b ON b.change = c.bundle_change"
+            f" WHERE c.is_head = 1 AND c.record_id IN ({_marks(len(part))})"
         )
-        for rid, tag, cid, hlc, dev, sup, is_head in conn.execute(sql, part):
-            meta = CellMeta(rid, tag, cid, hlc, dev, tuple(json.loads(sup)) if sup != "[]" else ())
-            cells.setdefault((rid, tag), {})[cid] = meta
-            if is_head:
-                flagged.setdefault((rid, tag), set()).add(cid)
-    out: dict[RegisterKey, Register] = {}
-    for key, members in cells.items():
-        superseded = frozenset(s for c in members.values() for s in c.supersedes)
-        heads = sorted(
-            (c for c in members.values() if c.cell_id not in superseded),
-            key=CellMeta.order,
-            reverse=True,
+        for row in conn.execute(sql, part):
+            if (row[0], row[1]) in keys:
+                out.heads.setdefault((row[0], row[1]), []).append(_meta(row, keyholder))
+    triples = sorted(ids)
+    for i in range(0, len(triples), _TRIPLES):
+        part = triples[i : i + _TRIPLES]
+        params = [x for t in part for x in t]
+        known = (
+            f"{_wanted(part)} SELECT c.record_id, c.field_tag, c.cell_id, c.hlc, b.device_id,"  # noqa: S608
+            " c.supersedes FROM want CROSS JOIN cells c ON c.record_id = want.r"
+            " AND c.field_tag = want.f AND c.cell_id = want.c"
+            " JOIN bundles b ON b.change = c.bundle_change"
         )
-        out[key] = Register(members, superseded, tuple(heads))
-    return out, flagged
+        for row in conn.execute(known, params):
+            out.known[(row[0], row[1], row[2])] = _meta(row, keyholder)
+        named = (
+            f"{_wanted(part)} SELECT n.record_id, n.field_tag, n.cell_id, n.by_device"  # noqa: S608
+            " FROM want CROSS JOIN namings n ON n.record_id = want.r"
+            " AND n.field_tag = want.f AND n.cell_id = want.c"
+        )
+        for rid, tag, cid, dev in conn.execute(named, params):
+            out.named.setdefault((rid, tag, cid), []).append(Namer(dev, keyholder(dev)))
+    return out
+
+
+def _meta(row: Any, keyholder: Callable[[str], bool]) -> CellMeta:
+    rid, tag, cid, hlc, dev, sup = row
+    return CellMeta(
+        rid, tag, cid, hlc, dev, tuple(json.loads(sup)) if sup != "[]" else (), "", keyholder(dev)
+    )
+
+
+def devices_of(
+    conn: sqlite3.Connection, triples: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
+    """The writing device of each stored cell among `triples` (record, field, id)."""
+    out: dict[tuple[str, str, str], str] = {}
+    for i in range(0, len(triples), _TRIPLES):
+        part = triples[i : i + _TRIPLES]
+        sql = (
+            f"{_wanted(part)} SELECT c.record_id, c.field_tag, c.cell_id, b.device_id"  # noqa: S608
+            " FROM want CROSS JOIN cells c ON c.record_id = want.r"
+            " AND c.field_tag = want.f AND c.cell_id = want.c"
+            " JOIN bundles b ON b.change = c.bundle_change"
+        )
+        for rid, tag, cid, dev in conn.execute(sql, [x for t in part for x in t]):
+            out[(rid, tag, cid)] = dev
+    return out
 
 
 def insert(
@@ -112,9 +154,11 @@ def insert(
     accepted: Sequence[tuple[int, Bundle, str]],
     heads: set[str],
     unheaded: Iterable[tuple[RegisterKey, str]],
+    namings: Iterable[tuple[tuple[str, str, str], str]],
 ) -> None:
-    """Write accepted bundles `(change, bundle, hash)` and their cells, then clear the
-    head flag of each `(register, cell_id)` in `unheaded`."""
+    """Write accepted bundles `(change, bundle, hash)` and their cells, clear the head
+    flag of each `(register, cell_id)` in `unheaded`, and remember each naming
+    `((record, field, named id), by_device)`."""
     conn.executemany(
         "INSERT INTO bundles (change, bundle_id, device_id, seq, prev, epoch, key_epoch,"
         " key_commit, sealed_key, sig, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -157,6 +201,11 @@ def insert(
     conn.executemany(
         "UPDATE cells SET is_head = 0 WHERE record_id = ? AND field_tag = ? AND cell_id = ?",
         [(rid, tag, cid) for (rid, tag), cid in unheaded],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO namings (record_id, field_tag, cell_id, by_device)"
+        " VALUES (?, ?, ?, ?)",
+        [(rid, tag, cid, dev) for (rid, tag, cid), dev in namings],
     )
 
 

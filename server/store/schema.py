@@ -6,10 +6,13 @@ A workspace database holds:
   number, contiguous in commit order because writes are serialised;
 - `cells`: one row per cell, clustered by (bundle_change, idx) so a changes page
   is one range scan; `cells_register` finds a register's cells for the merge and
-  keeps a cell id unique within its register. There is no index on `cell_id`
+  keeps a cell id unique within its register; `cells_heads` (partial: heads
+  only) gives a register's heads without reading its history. There is no index on `cell_id`
   alone: ids are random, so such an index dirties one more page per cell in every
   push (most of a push's WAL volume), and a cell id cannot recur in another
   register anyway, since the record id and field tag are hashed into it;
+- `namings`: who named which cell id in a `supersedes` (per register), so that a
+  cell arriving after the cell that names it is judged by one index probe;
 - `nonces`: request nonces, kept for twice the signature window.
 """
 
@@ -52,6 +55,14 @@ CREATE TABLE IF NOT EXISTS cells (
     PRIMARY KEY (bundle_change, idx)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS cells_register ON cells (record_id, field_tag, cell_id);
+CREATE INDEX IF NOT EXISTS cells_heads ON cells (record_id, field_tag) WHERE is_head = 1;
+CREATE TABLE IF NOT EXISTS namings (
+    record_id TEXT NOT NULL,
+    field_tag TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    by_device TEXT NOT NULL,
+    PRIMARY KEY (record_id, field_tag, cell_id, by_device)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nonces (
     key_id TEXT NOT NULL,
     nonce TEXT NOT NULL,
