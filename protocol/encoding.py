@@ -92,6 +92,64 @@ def _check(value: Any, depth: int = 0) -> None:
     raise InvalidEncoding("bad_type", f"cannot encode {type(value).__name__} canonically")
 
 
+MAX_KEYS = 1024  # members of one JSON object on the wire (a sealed-key map is the largest)
+
+
+def _no_float(text: str) -> Any:
+    raise InvalidEncoding("bad_type", "fractions and exponents are not allowed")
+
+
+def _no_constant(text: str) -> Any:
+    raise InvalidEncoding("bad_type", f"{text} is not JSON")
+
+
+def _int(text: str) -> int:
+    # At most 16 digits and a sign: anything longer is outside 53 bits anyway, and
+    # int() of a very long digit string costs time quadratic in its length.
+    if len(text.lstrip("-")) > 16:
+        raise InvalidEncoding("bad_integer", "integers must fit in 53 bits")
+    value = int(text)
+    if not -(2**53) < value < 2**53:
+        raise InvalidEncoding("bad_integer", "integers must fit in 53 bits")
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len(pairs) > MAX_KEYS:
+        raise InvalidEncoding("too_many_keys", f"an object has more than {MAX_KEYS} members")
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidEncoding("duplicate_key", f"the member {key[:40]!r} appears twice")
+            seen.add(key)
+    return out
+
+
+_DECODE = json.JSONDecoder(
+    object_pairs_hook=_object, parse_float=_no_float, parse_int=_int, parse_constant=_no_constant
+).decode
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON from the network, strictly: UTF-8 only, no duplicate member names (JavaScript
+    and Python keep the last, another parser the first), no fractions, exponents,
+    NaN or Infinity, integers within 53 bits, at most MAX_KEYS members per object, and
+    a bounded nesting depth. Every refusal is an `InvalidEncoding` with its code.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEncoding("bad_utf8", "the body is not UTF-8") from exc
+    try:
+        return _DECODE(text)
+    except RecursionError as exc:
+        raise InvalidEncoding("too_deep", "structure nested too deeply") from exc
+    except ValueError as exc:  # json.JSONDecodeError (the hooks raise InvalidEncoding)
+        raise InvalidEncoding("bad_json", "the body is not JSON") from exc
+
+
 # One encoder, built once: json.dumps() with options builds a new one per call.
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
