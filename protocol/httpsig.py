@@ -97,7 +97,7 @@ class _Keys(hms.HTTPSignatureKeyResolver):
         return self.lookup(key_id)
 
 
-class _StrictEd25519(hms.algorithms.ED25519):  # type: ignore[misc]
+class _StrictEd25519(hms.algorithms.ED25519):
     """The library's ed25519 with the protocol's strict checks (see protocol/keys.py)."""
 
     def verify(self, signature: bytes, message: bytes) -> None:
