@@ -27,6 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))  # tests/: xwing_parts
 
 import http_message_signatures as hms  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
@@ -1632,14 +1633,29 @@ def httpsig_vectors() -> dict[str, Any]:
 
 
 def main() -> None:
-    write("encoding.json", encoding_vectors())
+    # generate_interop imports this module's fixed inputs: let it find this very run
+    # (a second copy would patch the HPKE seal again with its own key table).
+    sys.modules.setdefault("generate", sys.modules[__name__])
+    import generate_interop as interop
+
+    encoding = encoding_vectors()
+    encoding["parse_json"] = interop.parse_json_vectors()
+    write("encoding.json", encoding)
     write("padding.json", padding_vectors())
-    write("keys.json", keys_vectors())
+    bundle = bundle_vectors()
+    keys_doc = keys_vectors()
+    keys_doc["xwing"] = interop.xwing_vectors(bundle)
+    write("keys.json", keys_doc)
     write("field_tag.json", field_tag_vectors())
     write("cell.json", cell_vectors())
-    write("bundle.json", bundle_vectors())
-    write("keylog.json", keylog_vectors())
+    write("bundle.json", bundle)
+    keylog_doc = keylog_vectors()
+    write("keylog.json", keylog_doc)
     write("httpsig.json", httpsig_vectors())
+    write("hlc.json", interop.hlc_vectors())
+    write("merge.json", interop.merge_vectors())
+    write("ed25519.json", interop.ed25519_vectors())
+    write("invite.json", interop.invite_vectors(keylog_doc))
 
 
 if __name__ == "__main__":
