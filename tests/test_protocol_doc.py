@@ -40,7 +40,7 @@ def size_table() -> str:
         ("a cell's `ct` (ciphertext and tag)", f"at most {_n(wire.MAX_CT_BYTES)} bytes"),
         ("open values (heads) of one register", f"at most {merge.MAX_HEADS}"),
         ("`hlc`", f"0 to 2^53 - 1 ({_n(hlc.MAX_HLC)})"),
-        ("`seq` of a bundle or event, `at`, `expires`", f"0 to 2^53 - 1 (`seq` of a bundle from 1)"),
+        ("`seq` of a bundle or event, `at`, `expires`", "0 to 2^53 - 1 (`seq` of a bundle from 1)"),
         ("`epoch`, `key_epoch`", f"1 to 2^31 - 1 ({_n(wire.MAX_EPOCH)})"),
         ("bundles in one push", f"1 to {wire.MAX_BUNDLES_PER_PUSH}"),
         ("entries of a `sealed` map (approve, rotate)", "at most 1 000"),
