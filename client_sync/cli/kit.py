@@ -20,6 +20,7 @@ from ..errors import EXIT_CODES, NotAllowed, UsageError
 from ..profile import Profile
 from ..profile import open_profile as _open_profile
 from ..replica import Replica, open_replica
+from .ids import IdCommand
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,3 +135,7 @@ def cli() -> None:
     The profile lives in $FIELDSYNC_HOME (default ~/.fieldsync), sealed under a
     passphrase ($FIELDSYNC_PASSPHRASE, or asked for).
     """
+
+
+# Every command accepts ids that start with "-" (client_sync/cli/ids.py).
+cli.command_class = IdCommand
