@@ -22,7 +22,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import httpsig
-from protocol.encoding import b64e
+from protocol.encoding import b64e, parse_json
+from protocol.errors import InvalidEncoding
 
 from .errors import GENERAL, NETWORK, NetworkError, ServerError
 
@@ -183,9 +184,13 @@ def _send(req: urllib.request.Request, timeout: float) -> Any:
             f"the connection to {host} broke ({type(exc).__name__}): rerun to resume", NETWORK
         ) from None
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise NetworkError(f"the server at {host} answered something that is not JSON") from None
+        # Strict, as the server reads: one reading of every answer (no duplicate
+        # members, no fractions), whatever parser another client uses.
+        return parse_json(raw)
+    except InvalidEncoding as exc:
+        raise NetworkError(
+            f"the server at {host} answered something that is not strict JSON ({exc.code})"
+        ) from None
 
 
 def _api_error(exc: urllib.error.HTTPError) -> ServerError:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import http_message_signatures as hms
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures.digests import ContentDigest
 
-from .errors import ProtocolError
+from . import keys
+from .errors import InvalidEncoding, ProtocolError
 
 LABEL = "fs"
 COVERED = ("@method", "@target-uri", "content-digest")
@@ -95,6 +97,18 @@ class _Keys(hms.HTTPSignatureKeyResolver):
         return self.lookup(key_id)
 
 
+class _StrictEd25519(hms.algorithms.ED25519):
+    """The library's ed25519 with the protocol's strict checks (see protocol/keys.py)."""
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        try:
+            keys.check_signature_encoding(signature)
+            keys.check_public_key(self.public_key.public_bytes_raw())
+        except InvalidEncoding as exc:
+            raise InvalidSignature(exc.reason) from exc
+        super().verify(signature, message)
+
+
 class _Verifier(hms.HTTPMessageVerifier):
     # The library's own age check reads the wall clock; ours uses the caller's.
     max_clock_skew = datetime.timedelta(days=365 * 100)
@@ -164,9 +178,7 @@ def verify_request(
     def lookup(keyid: str) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(public_key_for(keyid))
 
-    verifier = _Verifier(
-        signature_algorithm=hms.algorithms.ED25519, key_resolver=_Keys(lookup=lookup)
-    )
+    verifier = _Verifier(signature_algorithm=_StrictEd25519, key_resolver=_Keys(lookup=lookup))
     # Parse first (no key needed) to check freshness before any key lookup.
     try:
         found = list(verifier._get_sig_inputs_and_signatures(msg, expect_label=None))

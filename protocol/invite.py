@@ -11,13 +11,12 @@ verifies from the root fingerprint the invite itself names, so changing any fiel
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import keys
-from .encoding import b64d, b64e, canonical_json, labelled
+from .encoding import b64d, b64e, canonical_json, labelled, parse_json
 from .errors import InvalidEncoding, InvalidInvite
 from .keylog import KeyLogState, invite_id_for
 
@@ -40,8 +39,10 @@ def decode_invite(text: str) -> dict[str, Any]:
         raise InvalidInvite("malformed", f"an invite starts with {PREFIX!r}")
     try:
         raw = b64d(text[len(PREFIX) :], what="invite")
-        body = json.loads(raw)
-    except (InvalidEncoding, ValueError) as exc:
+        # Strict: a repeated member is refused, not resolved (parsers keep the first or
+        # the last), so every implementation reads one invite the same way.
+        body = parse_json(raw)
+    except InvalidEncoding as exc:
         raise InvalidInvite("malformed", "the invite is damaged: copy it again") from exc
     if not isinstance(body, dict) or set(body) != {*FIELDS, "sig"}:
         raise InvalidInvite("malformed", "the invite is damaged: copy it again")

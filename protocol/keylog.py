@@ -141,6 +141,18 @@ def _b(event: Mapping[str, Any], value: Any, length: int, what: str) -> bytes:
         raise _fail("malformed", event, exc.reason) from exc
 
 
+def _sign_key(event: Mapping[str, Any], value: Any, what: str) -> bytes:
+    """An Ed25519 public key from an event: well-formed (`malformed`), and one an honest
+    device could hold (`bad_key`: non-canonical or of small order, which lenient
+    verifiers let sign anything; see protocol/keys.py)."""
+    public = _b(event, value, keys.ED25519_LEN, what)
+    try:
+        keys.check_public_key(public, what)
+    except InvalidEncoding as exc:
+        raise _fail("bad_key", event, exc.reason) from exc
+    return public
+
+
 def _check_sig(event: Mapping[str, Any], public: bytes) -> None:
     try:
         sig = b64d(event["sig"], length=keys.SIG_LEN, what="sig")
@@ -162,7 +174,7 @@ def genesis_state(event: Mapping[str, Any]) -> KeyLogState:
         raise _fail("bad_genesis", event, "the log must start with a genesis event at seq 0")
     body = event["body"]
     admin = body["admin"]
-    sign_pub = _b(event, admin["sign_pub"], keys.ED25519_LEN, "sign_pub")
+    sign_pub = _sign_key(event, admin["sign_pub"], "sign_pub")
     hpke_pub = _b(event, admin["hpke_pub"], keys.HPKE_PUB_LEN, "hpke_pub")
     device_id = keys.device_id_for(sign_pub)
     if admin["device_id"] != device_id or event["signer"] != device_id:
@@ -223,7 +235,7 @@ def apply_event(
     sealed = dict(state.sealed)
     if kind == "invite":
         _admin_signer(state, event)
-        key = _b(event, body["invite_key"], keys.ED25519_LEN, "invite_key")
+        key = _sign_key(event, body["invite_key"], "invite_key")
         if body["role"] not in ROLES:
             raise _fail("bad_role", event, f"unknown role {body['role']!r}")
         iid = invite_id_for(key)
@@ -241,10 +253,10 @@ def apply_event(
         _check_sig(event, invite.key)
         if event["at"] > invite.expires or (now is not None and now > invite.expires):
             raise _fail("invite_expired", event, "the invite had expired when it was redeemed")
-        sign_pub = _b(event, body["sign_pub"], keys.ED25519_LEN, "sign_pub")
+        sign_pub = _sign_key(event, body["sign_pub"], "sign_pub")
         device_id = keys.device_id_for(sign_pub)
         if body["device_id"] != device_id:
-            raise _fail("malformed", event, "the device id does not match its key")
+            raise _fail("device_mismatch", event, "the device id does not match its key")
         if device_id in devices:
             raise _fail("device_exists", event, "this device is already enrolled")
         if body["role"] != invite.role:

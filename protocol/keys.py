@@ -94,9 +94,63 @@ def signing_seed(key: Ed25519PrivateKey) -> bytes:
     )
 
 
-def verify_key(public: bytes) -> Ed25519PublicKey:
+# Ed25519 strictly (docs/PROTOCOL.md, "Signatures"). OpenSSL verifies RFC 8032's
+# cofactorless equation and refuses S >= L and non-canonical R, but accepts public
+# keys and R of small order, and one non-canonical encoding of A: with a small-order
+# key, a signature with S = 0 verifies for one message in eight, so "strict" alone
+# would let a hostile device choose a key that signs everything. Other libraries
+# differ again (ZIP-215 verifiers accept what OpenSSL refuses). So every verifier
+# refuses, before the equation: A or R not canonical (y >= p), and A or R of small
+# order. Honest keys and signatures never hit these (A = aB and R = rB are of prime
+# order), so refusing costs nothing and makes every implementation agree.
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_Y_MASK = (1 << 255) - 1
+# The y coordinates of the eight points of order 1, 2, 4 and 8 (x = ±..., so the
+# sign bit does not matter): the identity, -1, 0 and the two of the order-8 points.
+_SMALL_ORDER_Y = frozenset(
+    {
+        1,
+        _P - 1,
+        0,
+        2707385501144840649318225287225658788936804267575313519463743609750303402022,
+        55188659117513257062467267217118295137698188065244968500265048394206261417927,
+    }
+)
+
+
+def weak_point(encoded: bytes) -> str | None:
+    """Why a 32-byte Ed25519 point encoding is refused (non-canonical or small order), or None."""
+    y = int.from_bytes(encoded, "little") & _Y_MASK
+    if y >= _P:
+        return "not a canonical point encoding"
+    if y in _SMALL_ORDER_Y:
+        return "a point of small order"
+    return None
+
+
+def check_public_key(public: bytes, what: str = "Ed25519 public key") -> None:
+    """Refuse a public key no honest device has: wrong length, non-canonical, small order."""
     if len(public) != ED25519_LEN:
-        raise InvalidEncoding("bad_length", "Ed25519 public key must be 32 bytes")
+        raise InvalidEncoding("bad_length", f"{what} must be 32 bytes")
+    reason = weak_point(public)
+    if reason is not None:
+        raise InvalidEncoding("bad_key", f"{what} is {reason}")
+
+
+def check_signature_encoding(signature: bytes) -> None:
+    """Refuse a signature whose R is non-canonical or of small order, or whose S >= L."""
+    if len(signature) != SIG_LEN:
+        raise InvalidEncoding("bad_length", "an Ed25519 signature is 64 bytes")
+    reason = weak_point(signature[:32])
+    if reason is not None:
+        raise InvalidEncoding("bad_signature", f"the signature's R is {reason}")
+    if int.from_bytes(signature[32:], "little") >= _L:
+        raise InvalidEncoding("bad_signature", "the signature's S is not reduced (S >= L)")
+
+
+def verify_key(public: bytes) -> Ed25519PublicKey:
+    check_public_key(public)
     return Ed25519PublicKey.from_public_bytes(public)
 
 
@@ -105,7 +159,9 @@ def public_bytes(key: Ed25519PrivateKey) -> bytes:
 
 
 def verify_signature(public: bytes, signature: bytes, message: bytes) -> bool:
+    """RFC 8032 verification (cofactorless), after the strict checks above."""
     try:
+        check_signature_encoding(signature)
         verify_key(public).verify(signature, message)
     except (InvalidSignature, InvalidEncoding, ValueError):
         return False

@@ -18,6 +18,7 @@ from schemas.records import RECORD_TYPES
 
 from ..device import Session, unlocked
 from ..errors import EXIT_CODES, UsageError
+from .ids import IdCommand
 
 __all__ = ["Session", "unlocked"]
 
@@ -102,3 +103,7 @@ def cli() -> None:
     The profile lives in $FIELDSYNC_HOME (default ~/.fieldsync), sealed under a
     passphrase ($FIELDSYNC_PASSPHRASE, or asked for).
     """
+
+
+# Every command accepts ids that start with "-" (client_sync/cli/ids.py).
+cli.command_class = IdCommand

@@ -27,6 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))  # tests/: xwing_parts
 
 import http_message_signatures as hms  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
@@ -578,6 +579,87 @@ def _resign(wire: dict[str, Any], device: Ed25519PrivateKey = VOLUNTEER) -> dict
     return {**wire, "sig": b64e(sig)}
 
 
+# The eight points of small order, canonically encoded (RFC 8032 §5.1.2): an
+# Ed25519 "public key" among them, with R among them and S = 0, satisfies
+# OpenSSL's cofactorless equation [S]B = R + [k]A for some R whatever the message.
+SMALL_ORDER = [
+    bytes.fromhex(h)
+    for h in (
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    )
+]
+WEAK_KEY = SMALL_ORDER[4]  # of order 8
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def forge_small_order(message: bytes, public: bytes = WEAK_KEY) -> bytes:
+    """A signature R || 0 that OpenSSL's verifier accepts under the small-order `public`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    raw = Ed25519PublicKey.from_public_bytes(public)
+    for r in SMALL_ORDER:
+        try:
+            raw.verify(r + bytes(32), message)
+            return r + bytes(32)
+        except InvalidSignature:
+            continue
+    raise AssertionError("no small-order R satisfies the equation")
+
+
+def unreduced_s(sig: str) -> str:
+    """The same signature with S + L in place of S: lenient verifiers reduce it and accept."""
+    raw = b64d(sig)
+    s = int.from_bytes(raw[32:], "little") + ED25519_L
+    assert s < 2**256
+    return b64e(raw[:32] + s.to_bytes(32, "little"))
+
+
+def _with_plaintext(bundle: Bundle, index: int, plain: bytes) -> dict[str, Any]:
+    """What a faulty device could seal and sign: raw plaintext bytes in cell `index`."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    data_key = seed("data-key/bundle-1")
+    prefix = crypto.bundle_ad_prefix(WORKSPACE, bundle.bundle_id, bundle.device_id, bundle.epoch)
+    c = bundle.cells[index]
+    ad = crypto.cell_ad(prefix, index, c.record_id, c.field_tag, c.hlc, c.supersedes)
+    ct = ChaCha20Poly1305(data_key).encrypt(index.to_bytes(12, "big"), padding.pad(plain), ad)
+    wire = _with_cell(bundle, index, ct=b64e(ct), cell_id=crypto.compute_cell_id(ad, ct))
+    return _resign(wire)
+
+
+def weak_device_bundle(b1: Bundle) -> tuple[str, dict[str, Any], bytes]:
+    """A bundle of a device whose key is of small order: its forged signature satisfies
+    OpenSSL's equation, so only the strict key check refuses it."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    weak_id = keys.device_id_for(WEAK_KEY)
+    opened = crypto.open_bundle(b1, pub(VOLUNTEER), {1: EPOCHS[1].private_bytes}, TAG_KEY)
+    aead = ChaCha20Poly1305(seed("data-key/bundle-1"))
+    prefix = crypto.bundle_ad_prefix(WORKSPACE, b1.bundle_id, weak_id, b1.epoch)
+    cells = []
+    for index, (c, o) in enumerate(zip(b1.cells, opened, strict=True)):
+        ad = crypto.cell_ad(prefix, index, c.record_id, c.field_tag, c.hlc, c.supersedes)
+        plain = padding.pad(crypto.encode_value(o.record_type, o.field, o.value))
+        ct = aead.encrypt(index.to_bytes(12, "big"), plain, ad)
+        cells.append({**c.to_wire(), "ct": b64e(ct), "cell_id": crypto.compute_cell_id(ad, ct)})
+    wire = {**b1.to_wire(), "device_id": weak_id, "cells": cells}
+    header = Bundle.from_wire(wire).header()
+    sig = forge_small_order(labelled(crypto.L_BUNDLE_SIG, header, trusted=True))
+    return (
+        "a device key of small order signs anything (R of small order, S = 0)",
+        {**wire, "sig": b64e(sig)},
+        WEAK_KEY,
+    )
+
+
 def bundle_vectors() -> dict[str, Any]:
     h = HLC0
     first_cells = [
@@ -707,6 +789,36 @@ def bundle_vectors() -> dict[str, Any]:
         ("sealed_key of another bundle", _with(b1, sealed_key=b2.sealed_key), pub(VOLUNTEER)),
         ("the device sealed garbage and signed it", garbage, pub(VOLUNTEER)),
         ("the device sealed under another tag key", wrong_tags.to_wire(), pub(VOLUNTEER)),
+        # UTF-8 decoders that replace instead of refusing, parsers that keep the last
+        # of two members or read 1.0 as 1: the plaintext must be the one canonical form.
+        (
+            "a cell plaintext that is not UTF-8",
+            _with_plaintext(b1, 1, b'{"field":"place","type":"picket","value":"Test \xff"}'),
+            pub(VOLUNTEER),
+        ),
+        (
+            "a cell plaintext with a lone surrogate",
+            _with_plaintext(b1, 1, b'{"field":"place","type":"picket","value":"\\ud800"}'),
+            pub(VOLUNTEER),
+        ),
+        (
+            "a cell plaintext with a member twice",
+            _with_plaintext(b1, 2, b'{"field":"attendance","type":"picket","value":23,"value":24}'),
+            pub(VOLUNTEER),
+        ),
+        (
+            "a cell plaintext whose number is 23.0",
+            _with_plaintext(b1, 2, b'{"field":"attendance","type":"picket","value":23.0}'),
+            pub(VOLUNTEER),
+        ),
+        (
+            "a cell plaintext that is not canonical (a space)",
+            _with_plaintext(b1, 2, b'{"field":"attendance", "type":"picket","value":23}'),
+            pub(VOLUNTEER),
+        ),
+        # Ed25519 verified strictly (docs/IMPLEMENTERS.md): a lenient verifier accepts these.
+        ("signature S not reduced (S + L)", _with(b1, sig=unreduced_s(b1.sig)), pub(VOLUNTEER)),
+        weak_device_bundle(b1),
     ]
     epoch_keys = {"1": EPOCHS[1].private_bytes.hex(), "2": EPOCHS[2].private_bytes.hex()}
     held = {n: EPOCHS[n].private_bytes for n in (1, 2)}
@@ -1086,6 +1198,79 @@ def keylog_vectors() -> dict[str, Any]:
         ),
     ]
 
+    weak_genesis = {k: v for k, v in json.loads(json.dumps(log[0])).items() if k != "sig"}
+    weak_id = keys.device_id_for(WEAK_KEY)
+    weak_genesis["signer"] = weak_id
+    weak_genesis["body"]["admin"].update(device_id=weak_id, sign_pub=b64e(WEAK_KEY))
+    weak_genesis["body"]["sealed"] = {weak_id: log[0]["body"]["sealed"][founder.id]}
+    weak_genesis["sig"] = b64e(forge_small_order(labelled(keylog.L_EVENT_SIG, weak_genesis)))
+    failures_spec += [
+        (
+            "enroll whose device id is not its key's",
+            [
+                *range(5),
+                ev(
+                    5,
+                    inv["volunteer"],
+                    "enroll",
+                    {**log[5]["body"], "device_id": outsider.id},
+                    signer=log[5]["signer"],
+                ),
+            ],
+            {},
+        ),
+        (
+            "an invite key issued twice",
+            [
+                *range(5),
+                ev(5, founder.key, "invite", invite_body(inv["volunteer"], "volunteer", at(5))),
+            ],
+            {},
+        ),
+        (
+            "enroll of a device key of small order",
+            [
+                *range(5),
+                ev(
+                    5,
+                    inv["volunteer"],
+                    "enroll",
+                    {
+                        "device_id": weak_id,
+                        "sign_pub": b64e(WEAK_KEY),
+                        "hpke_pub": None,
+                        "role": "volunteer",
+                    },
+                    signer=log[5]["signer"],
+                ),
+            ],
+            {},
+        ),
+        (
+            "an invite key of small order",
+            [
+                *range(4),
+                ev(
+                    4,
+                    founder.key,
+                    "invite",
+                    {"invite_key": b64e(WEAK_KEY), "role": "volunteer", "expires": at(4) + WEEK},
+                ),
+            ],
+            {},
+        ),
+        (
+            "a genesis whose founder key is of small order (its signature satisfies OpenSSL)",
+            [weak_genesis],
+            {"pinned_root": keylog.event_hash(weak_genesis)},
+        ),
+        (
+            "event signature S not reduced (S + L)",
+            [*range(5), {**log[5], "sig": unreduced_s(log[5]["sig"])}],
+            {},
+        ),
+    ]
+
     def resolve(spec: list[Any]) -> list[dict[str, Any]]:
         return [log[item] if isinstance(item, int) else item for item in spec]
 
@@ -1448,14 +1633,29 @@ def httpsig_vectors() -> dict[str, Any]:
 
 
 def main() -> None:
-    write("encoding.json", encoding_vectors())
+    # generate_interop imports this module's fixed inputs: let it find this very run
+    # (a second copy would patch the HPKE seal again with its own key table).
+    sys.modules.setdefault("generate", sys.modules[__name__])
+    import generate_interop as interop
+
+    encoding = encoding_vectors()
+    encoding["parse_json"] = interop.parse_json_vectors()
+    write("encoding.json", encoding)
     write("padding.json", padding_vectors())
-    write("keys.json", keys_vectors())
+    bundle = bundle_vectors()
+    keys_doc = keys_vectors()
+    keys_doc["xwing"] = interop.xwing_vectors(bundle)
+    write("keys.json", keys_doc)
     write("field_tag.json", field_tag_vectors())
     write("cell.json", cell_vectors())
-    write("bundle.json", bundle_vectors())
-    write("keylog.json", keylog_vectors())
+    write("bundle.json", bundle)
+    keylog_doc = keylog_vectors()
+    write("keylog.json", keylog_doc)
     write("httpsig.json", httpsig_vectors())
+    write("hlc.json", interop.hlc_vectors())
+    write("merge.json", interop.merge_vectors())
+    write("ed25519.json", interop.ed25519_vectors())
+    write("invite.json", interop.invite_vectors(keylog_doc))
 
 
 if __name__ == "__main__":
