@@ -267,9 +267,17 @@ class Day:
     devices: dict[str, str]
 
 
-def enroll(admin: Device, device: Device, role: str) -> str:
+NAMES = {
+    "admin": "Dana's laptop",
+    "volunteer_a": "Asel's phone",
+    "volunteer_b": "Bolat's phone",
+    "coordinator": "Erlan's laptop",
+}
+
+
+def enroll(admin: Device, device: Device, role: str, name: str | None = None) -> str:
     invite = admin.run("invite", "--role", role).last
-    return device.run("join", invite).last
+    return device.run("join", invite, *(["--device-name", name] if name else [])).last
 
 
 def play_day(
@@ -291,13 +299,13 @@ def play_day(
     )
     admin.run(
         "init", "--server", server.url, "--workspace", "Zhelsiz Lane pickets",
-        "--code", server.workspace_code(),
+        "--code", server.workspace_code(), "--device-name", NAMES["admin"],
     )  # fmt: skip
     ids: dict[str, str] = {}
     devs = {"admin": json.loads(admin.run("status", "--format", "json").out)["device_id"]}
-    devs["volunteer_a"] = enroll(admin, vol_a, "volunteer")
-    devs["volunteer_b"] = enroll(admin, vol_b, "volunteer")
-    devs["coordinator"] = enroll(admin, coord, "coordinator")
+    devs["volunteer_a"] = enroll(admin, vol_a, "volunteer", NAMES["volunteer_a"])
+    devs["volunteer_b"] = enroll(admin, vol_b, "volunteer", NAMES["volunteer_b"])
+    devs["coordinator"] = enroll(admin, coord, "coordinator", NAMES["coordinator"])
     admin.run("approve", devs["coordinator"])
 
     ids["picket"] = vol_a.run("add", "picket", *_sets(PICKET)).last
@@ -325,7 +333,8 @@ def plaintext_markers() -> list[str]:
     # file, so the search covers the distinctive values and the compound field names.
     texts = {v for rec in values for v in rec.values() if not v.isdigit() and len(v) >= 6}
     names = {k for rec in values for k in rec if "_" in k}
-    return sorted(texts | names | {"picket", "detention", "relative", RELEASED_AT})
+    devices = set(NAMES.values())
+    return sorted(texts | names | devices | {"picket", "detention", "relative", RELEASED_AT})
 
 
 def grep_dir(directory: Path, markers: list[str]) -> dict[str, list[str]]:

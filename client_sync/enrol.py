@@ -144,13 +144,17 @@ def init(home: Path, passphrase: str, server: str, name: str, code: str) -> Prof
     return prof
 
 
+def check_invite_hours(hours: float) -> None:
+    if not 0 < hours <= 24 * 90:
+        raise UsageError("--expires-in must be between 0 and 2160 hours")
+
+
 def make_invite(prof: Profile, client: Client, role: str, hours: float) -> str:
     """Append an invite event and return the invite string for the new device."""
     prof.require_admin("invite devices")
     if role not in ("volunteer", "coordinator"):
         raise UsageError("the role must be volunteer or coordinator")
-    if not 0 < hours <= 24 * 90:
-        raise UsageError("--expires-in must be between 0 and 2160 hours")
+    check_invite_hours(hours)
     refresh_log(prof, client)
     invite_seed = os.urandom(32)
     invite_key = keys.signing_key(invite_seed)

@@ -23,11 +23,19 @@ from protocol import crypto, hlc
 from protocol.encoding import b64d, b64e
 from protocol.errors import InvalidEncoding
 from protocol.model import Bundle, CellInput
-from schemas.records import DELETED_FIELD, RECORD_TYPES, RecordError, load_fields
+from schemas.records import (
+    DELETED_FIELD,
+    DEVICE_NAME_FIELD,
+    DEVICE_TYPE,
+    RECORD_TYPES,
+    RecordError,
+    load_device_name,
+    load_fields,
+)
 from schemas.wire import MAX_SUPERSEDES
 
 from .errors import CliError, UsageError
-from .profile import Profile
+from .profile import Profile, now_iso
 from .replica import Replica
 
 
@@ -48,13 +56,24 @@ def check_record_id(text: str) -> str:
     return text
 
 
-def validate(record_type: str, values: dict[str, Any]) -> dict[str, Any]:
-    if not values:
+class InvalidValues(CliError):
+    """Values that do not validate; `errors` maps each field to its message ids (the
+    workbench shows them beside the fields; the command line prints the message)."""
+
+    def __init__(self, exc: RecordError) -> None:
+        super().__init__(str(exc))
+        self.errors = exc.errors
+
+
+def validate(record_type: str, values: dict[str, Any], *, whole: bool = False) -> dict[str, Any]:
+    """Typed values, or `InvalidValues`. `whole`: a new record, whose required fields
+    must all be there."""
+    if not values and not whole:
         raise UsageError("nothing to record: give at least one --set FIELD=VALUE")
     try:
-        return load_fields(record_type, values)
+        return load_fields(record_type, values, whole=whole)
     except RecordError as exc:
-        raise CliError(str(exc)) from None
+        raise InvalidValues(exc) from None
 
 
 def record_type_of(
@@ -108,8 +127,14 @@ def seal(
     record_type: str,
     writes: list[Write],
     replica: Replica | None = None,
+    action: str = "edit",
 ) -> Bundle:
-    """Seal one capture into the outbox; a coordinator also folds it into its replica."""
+    """Seal one capture into the outbox; a coordinator also folds it into its replica.
+
+    Beside the sealed bundle the vault keeps a note of what it was (type, action,
+    time: never a value), so the outbox can be listed, and what it replaced in this
+    device's index of its own cells, so an unsent capture can be discarded.
+    """
     log = prof.log()
     prof.require_active()
     stamp = hlc.tick(int(prof.state["hlc"]), int(time.time() * 1000))
@@ -133,8 +158,16 @@ def seal(
     prof.state["prev"] = crypto.bundle_hash(bundle)
     prof.state["outbox"].append(bundle.to_wire())
     own = prof.state["own"].setdefault(record_id, {"type": record_type, "cells": {}})
+    replaced = {inp.field: own["cells"].get(inp.field) for inp in inputs}
     for cell, inp in zip(bundle.cells, inputs, strict=True):
         own["cells"][inp.field] = cell.cell_id
+    prof.state.setdefault("notes", {})[bundle.bundle_id] = {
+        "record_id": record_id,
+        "type": record_type,
+        "action": action,
+        "at": now_iso(),
+        "replaced": replaced,
+    }
     if replica is not None:
         replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key)
     return bundle
@@ -153,9 +186,10 @@ def new_record_id() -> str:
 
 
 def add(prof: Profile, record_type: str, values: dict[str, Any], replica: Replica | None) -> str:
-    typed = validate(record_type, values)
+    typed = validate(record_type, values, whole=True)
     record_id = new_record_id()
-    seal(prof, record_id, record_type, [Write(k, v, ()) for k, v in typed.items()], replica)
+    writes = [Write(k, v, ()) for k, v in typed.items()]
+    seal(prof, record_id, record_type, writes, replica, action="add")
     return record_id
 
 
@@ -177,7 +211,7 @@ def delete(prof: Profile, record_id: str, given_type: str | None, replica: Repli
     record_id = check_record_id(record_id)
     record_type = record_type_of(prof, record_id, given_type, replica)
     writes = plan(prof, record_id, record_type, {DELETED_FIELD: True}, replica)
-    seal(prof, record_id, record_type, writes, replica)
+    seal(prof, record_id, record_type, writes, replica, action="delete")
     return record_type
 
 
@@ -209,5 +243,107 @@ def resolve(
     else:
         chosen = validate(record_type, {field: value})[field]
     write = Write(field, chosen, tuple(h.cell_id for h in heads))
-    seal(prof, record_id, record_type, [write], replica)
+    seal(prof, record_id, record_type, [write], replica, action="resolve")
     return chosen
+
+
+def name_device(prof: Profile, name: str, replica: Replica | None) -> str:
+    """Seal this device's name (sent with the next sync; only members can read it)."""
+    try:
+        clean = load_device_name(name)
+    except RecordError as exc:
+        raise InvalidValues(exc) from None
+    record_id = crypto.device_name_record(prof.tag_key, prof.device_id)
+    writes = plan(prof, record_id, DEVICE_TYPE, {DEVICE_NAME_FIELD: clean}, replica)
+    seal(prof, record_id, DEVICE_TYPE, writes, replica, action="name")
+    prof.state["device_name"] = clean
+    return clean
+
+
+# --- what waits to be sent ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One capture in the outbox, as a person may see it: never its content."""
+
+    bundle_id: str
+    seq: int
+    record_id: str
+    record_type: str
+    action: str  # add, edit, delete, resolve, name
+    at: str | None  # when it was sealed (ISO, UTC)
+    discardable: bool
+
+
+def waiting(prof: Profile) -> list[Waiting]:
+    """The captures still to send, oldest first, each with whether it can be discarded."""
+    notes = prof.state.get("notes", {})
+    items = prof.state["outbox"]
+    out = []
+    for n, b in enumerate(items):
+        note = notes.get(b["bundle_id"], {})
+        rid = note.get("record_id") or b["cells"][0]["record_id"]
+        later = {c["record_id"] for x in items[n + 1 :] for c in x["cells"]}
+        out.append(
+            Waiting(
+                bundle_id=b["bundle_id"],
+                seq=b["seq"],
+                record_id=rid,
+                record_type=note.get("type") or prof.state["own"].get(rid, {}).get("type", "?"),
+                action=note.get("action", "edit"),
+                at=note.get("at"),
+                discardable=_own_writes_only(prof) and rid not in later,
+            )
+        )
+    return out
+
+
+def _own_writes_only(prof: Profile) -> bool:
+    # A coordinator's captures are folded into its replica at once; taking one back
+    # would need the replica to forget cells. It edits or deletes instead.
+    return not prof.is_keyholder
+
+
+def discard(prof: Profile, bundle_id: str) -> Waiting:
+    """Take back a capture that was not sent yet, as if it had never been made.
+
+    The captures after it are renumbered and signed again (`crypto.rechain`; their
+    cells stay sealed and untouched), so the device's chain has no gap; this
+    device's index of its own cells goes back to what it was before the capture.
+    Refused when a later unsent capture changes the same record (discard that
+    first), and for a coordinator (see `_own_writes_only`).
+    """
+    items: list[dict[str, Any]] = prof.state["outbox"]
+    found = {w.bundle_id: w for w in waiting(prof)}
+    item = found.get(bundle_id)
+    if item is None:
+        raise CliError(
+            f"no capture {bundle_id} waits to be sent: it was sent already, or never made"
+        )
+    if not item.discardable:
+        if prof.is_keyholder:
+            raise CliError("a coordinator's capture is merged at once: edit or delete the record")
+        raise CliError("a later capture changes the same record: discard that one first")
+    at = next(n for n, b in enumerate(items) if b["bundle_id"] == bundle_id)
+    gone = Bundle.from_wire(items[at])
+    note = prof.state.get("notes", {}).pop(bundle_id, {})
+    own = prof.state["own"].get(item.record_id)
+    if own is not None:
+        for field, before in (note.get("replaced") or {}).items():
+            if before is None:
+                own["cells"].pop(field, None)
+            else:
+                own["cells"][field] = before
+        if not own["cells"]:
+            del prof.state["own"][item.record_id]
+    seq, prev = gone.seq, gone.prev
+    rest = []
+    for raw in items[at + 1 :]:
+        moved = crypto.rechain(Bundle.from_wire(raw), prof.device_key, seq, prev)
+        rest.append(moved.to_wire())
+        seq, prev = seq + 1, crypto.bundle_hash(moved)
+    prof.state["outbox"] = items[:at] + rest
+    prof.state["seq"] = seq - 1
+    prof.state["prev"] = prev
+    return item

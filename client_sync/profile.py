@@ -221,16 +221,6 @@ class Profile:
 
 
 @contextlib.contextmanager
-def open_profile(home: Path | None = None) -> Iterator[Profile]:
-    """Lock and unlock the profile for one command."""
-    home = home or home_dir()
-    if not (home / VAULT_FILE).exists():
-        raise CliError(f"no fieldsync profile in {home}: run `fieldsync init` or `fieldsync join`")
-    with profile_lock(home):
-        yield Profile.open(home, read_passphrase())
-
-
-@contextlib.contextmanager
 def new_profile(home: Path | None = None) -> Iterator[tuple[Path, str]]:
     """Lock an empty profile directory for `init`/`join`; yields it and the new passphrase."""
     home = home or home_dir()

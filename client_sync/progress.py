@@ -1,11 +1,19 @@
-"""A progress bar on stderr when it is a terminal, and nothing at all on a pipe."""
+"""Progress of long operations: a bar on stderr when it is a terminal, nothing on a pipe,
+and, for the workbench, reports to a sink set for the thread that runs the job."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TextIO
+
+# (label, done, total) -> None: where the workbench's job thread wants progress.
+SINK: ContextVar[Callable[[str, int, int | None], None] | None] = ContextVar(
+    "fieldsync_progress_sink", default=None
+)
 
 
 class Progress:
@@ -38,6 +46,9 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+        sink = SINK.get()
+        if sink is not None:
+            sink(self.label, self.done, self.total)
         self._draw()
 
     def _draw(self, force: bool = False) -> None:

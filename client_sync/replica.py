@@ -426,6 +426,11 @@ class Replica:
             )
         ]
 
+    def last_seen(self) -> dict[str, int]:
+        """device id -> the newest HLC among its cells held here."""
+        rows = self.db.execute("SELECT device_id, max(hlc) FROM cells GROUP BY device_id")
+        return {str(dev): int(stamp) for dev, stamp in rows}
+
     def counts(self) -> dict[str, int]:
         one = self.db.execute
         return {

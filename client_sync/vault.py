@@ -86,7 +86,7 @@ class Vault:
 
     def __init__(self, path: Path, key: bytes, cost: tuple[int, int, int], salt: bytes) -> None:
         self.path = path
-        self._key = key
+        self._key = bytearray(key)  # a bytearray, so that `forget` can overwrite it
         self.cost = cost
         self._salt = salt
 
@@ -128,11 +128,43 @@ class Vault:
             ) from None
         return cls(path, key, cost, salt), json.loads(plain)
 
+    def reload(self) -> dict[str, Any]:
+        """Read the vault again with the key derived at unlock: what another command
+        saved since is seen, and no passphrase is asked again (the workbench)."""
+        if not self._key:
+            raise NotAllowed("this profile is locked: unlock it with the passphrase")
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raise CliError(f"the profile in {self.path.parent} is gone (wiped?)") from None
+        if len(raw) < _HEADER.size + 16 or not raw.startswith(MAGIC):
+            raise CliError(f"{self.path} is not a fieldsync vault (damaged or another file)")
+        _magic, memory, iterations, lanes, salt, nonce = _HEADER.unpack_from(raw)
+        if (memory, iterations, lanes) != self.cost or salt != self._salt:
+            raise NotAllowed("the profile was replaced since it was unlocked: unlock it again")
+        header = raw[: _HEADER.size]
+        try:
+            plain = ChaCha20Poly1305(bytes(self._key)).decrypt(nonce, raw[_HEADER.size :], header)
+        except InvalidTag:
+            raise CliError(f"{self.path} is damaged: it no longer opens") from None
+        state: dict[str, Any] = json.loads(plain)
+        return state
+
+    def forget(self) -> None:
+        """Drop the key (best effort: the bytes are overwritten, copies a library made
+        are beyond reach). Until `reload` with a new unlock, nothing opens."""
+        for i in range(len(self._key)):
+            self._key[i] = 0
+        self._key = bytearray()
+
     def save(self, state: dict[str, Any]) -> None:
         nonce = os.urandom(12)
         header = _HEADER.pack(MAGIC, *self.cost, self._salt, nonce)
         plain = json.dumps(state, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        write_atomic(self.path, header + ChaCha20Poly1305(self._key).encrypt(nonce, plain, header))
+        if not self._key:
+            raise NotAllowed("this profile is locked: unlock it with the passphrase")
+        sealed = ChaCha20Poly1305(bytes(self._key)).encrypt(nonce, plain, header)
+        write_atomic(self.path, header + sealed)
 
 
 def seal_blob(key: bytes, ad: bytes, plain: bytes) -> bytes:

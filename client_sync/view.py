@@ -52,6 +52,8 @@ def merged_records(replica: Replica, record_type: str | None = None) -> list[dic
     for record_id, rtype in replica.records():
         if record_type is not None and rtype != record_type:
             continue
+        if rtype.startswith("_"):
+            continue  # protocol records (device names) are not records people made
         fields = heads.get(record_id, {})
         # Cells of another type under this record id are a device's error; show the
         # fields of the record's own type (the type of its first cell).
@@ -77,10 +79,14 @@ def merged_records(replica: Replica, record_type: str | None = None) -> list[dic
     return out
 
 
-def conflicts(replica: Replica) -> list[dict[str, Any]]:
+def conflicts(replica: Replica, names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every open conflict, winner first; `names` maps device ids to device names."""
+    names = names or {}
     heads = replica.all_heads()
     out = []
     for record_id, rtype in replica.records():
+        if rtype.startswith("_"):
+            continue  # protocol records (device names): never a conflict to review here
         for name, hs in sorted(heads.get(record_id, {}).items()):
             if len(hs) > 1:
                 out.append(
@@ -89,7 +95,13 @@ def conflicts(replica: Replica) -> list[dict[str, Any]]:
                         "type": rtype,
                         "field": name,
                         "values": [
-                            {"value": h.value, "device_id": h.device_id, "hlc": h.hlc} for h in hs
+                            {
+                                "value": h.value,
+                                "device_id": h.device_id,
+                                "device_name": names.get(h.device_id),
+                                "hlc": h.hlc,
+                            }
+                            for h in hs
                         ],
                     }
                 )
@@ -118,6 +130,84 @@ def duplicates(records: list[dict[str, Any]]) -> dict[str, list[str]]:
                     found[id_a].append(id_b)
                     found[id_b].append(id_a)
     return dict(found)
+
+
+CONFLICT_SEP = " ‖ "  # between the open values of a field in a CSV cell, winner first
+
+
+def _first_writes(replica: Replica, record_id: str) -> tuple[str | None, int | None]:
+    """Who first wrote a record, and when (its earliest cell)."""
+    history = replica.history(record_id)
+    if not history:
+        return None, None
+    first = min(history, key=lambda h: h["hlc"])
+    return first["device_id"], first["hlc"]
+
+
+def type_rows(
+    replica: Replica,
+    record_type: str | None,
+    *,
+    deleted: bool = False,
+    names: dict[str, str] | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """A sheet of one type (or of every type, when None): a header and one row per record.
+
+    Columns: id, (type,) who recorded it and when, then the type's fields (a
+    detention's picket also by its date and place, beside its id), and the fields
+    with open conflicts. A field with an open conflict holds every open value,
+    the winner first, joined by `CONFLICT_SEP`: never hidden. Deleted records are
+    left out unless `deleted`, which adds a `deleted` column.
+    """
+    from schemas.records import specs
+
+    names = names or {}
+    recs = merged_records(replica, record_type)
+    if not deleted:
+        recs = [r for r in recs if not r["deleted"]]
+    fields = [f.name for f in specs(record_type)] if record_type else export_columns()[3:]
+    columns = ["id"] + ([] if record_type else ["type"]) + ["recorded_by", "recorded_at"]
+    for name in fields:
+        columns.append(name)
+        if name == "picket_id":
+            columns += ["picket_date", "picket_place"]
+    if deleted:
+        columns.append("deleted")
+    columns.append("conflicts")
+    pickets = (
+        {r["id"]: r for r in merged_records(replica, "picket")} if "picket_id" in fields else {}
+    )
+    rows = []
+    for rec in recs:
+        device, stamp = _first_writes(replica, rec["id"])
+        row = {
+            "id": rec["id"],
+            "type": rec["type"],
+            "recorded_by": names.get(device or "", device or ""),
+            "recorded_at": hlc_time(stamp) if stamp is not None else "",
+            "deleted": _cell_text(rec["deleted"]),
+            "conflicts": " ".join(sorted(rec["conflicts"])),
+        }
+        for name in fields:
+            if name in rec["conflicts"]:
+                row[name] = CONFLICT_SEP.join(_cell_text(v) for v in rec["conflicts"][name])
+            else:
+                row[name] = _cell_text(rec["fields"].get(name))
+        picket = pickets.get(rec["fields"].get("picket_id") or "")
+        row["picket_date"] = _cell_text(picket["fields"].get("date")) if picket else ""
+        row["picket_place"] = _cell_text(picket["fields"].get("place")) if picket else ""
+        rows.append([row.get(c, "") for c in columns])
+    return columns, rows
+
+
+def rows_csv(columns: list[str], rows: list[list[str]], *, bom: bool = True) -> str:
+    """CSV text; with a byte-order mark so spreadsheet programs read it as UTF-8
+    (Cyrillic, Chinese and Arabic-script names intact)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return ("\ufeff" if bom else "") + buf.getvalue()
 
 
 def export_columns() -> list[str]:

@@ -43,6 +43,8 @@ L_KEY_COMMIT = "fieldsync/v1/key-commit"
 L_DATA_KEY = "fieldsync/v1/data-key"
 L_BUNDLE_SIG = "fieldsync/v1/bundle-sig"
 L_BUNDLE_HASH = "fieldsync/v1/bundle-hash"
+L_DEVICE_NAME = "fieldsync/v1/device-name"
+L_DISTINCT_PAIR = "fieldsync/v1/distinct-pair"
 L_EPOCH_KEY = "fieldsync/v1/epoch-key"
 
 Random = Callable[[int], bytes]
@@ -89,6 +91,27 @@ class _Tagger:
         outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.digest()[:FIELD_TAG_LEN]
+
+
+def derived_record_id(tag_key: bytes, label: str, *ids: str) -> str:
+    """A record id every member derives from other ids (16 bytes each), which the
+    server, holding no tag key, cannot tell from a random one:
+    `HMAC-SHA-256(tag_key, label || 0x00 || id_1 || … || id_n)[:16]`."""
+    mac = hmac.new(tag_key, label.encode("ascii") + b"\x00", hashlib.sha256)
+    for ident in ids:
+        mac.update(b64d(ident, length=16, what="id"))
+    return b64e(mac.digest()[:16])
+
+
+def device_name_record(tag_key: bytes, device_id: str) -> str:
+    """The record under which a device's name is sealed (type `_device`, field `name`)."""
+    return derived_record_id(tag_key, L_DEVICE_NAME, device_id)
+
+
+def distinct_pair_record(tag_key: bytes, a: str, b: str) -> str:
+    """The record that says two records are not duplicates (type `_distinct`)."""
+    first, second = sorted((a, b))
+    return derived_record_id(tag_key, L_DISTINCT_PAIR, first, second)
 
 
 def _tag_names(record_type: str, field: str) -> bytes:
@@ -330,6 +353,18 @@ def seal_bundle(
         tag_key=tag_key,
         cells=cells,
     )
+
+
+def rechain(bundle: Bundle, device_key: Ed25519PrivateKey, seq: int, prev: str) -> Bundle:
+    """The same capture at another place in its device's chain, signed again.
+
+    Neither `seq` nor `prev` is in any cell's associated data, so the cells, their
+    ids and the sealed key stay as they are: a device that discards an unsent
+    capture closes the gap by renumbering the ones after it, without opening them.
+    """
+    moved = dataclasses.replace(bundle, seq=seq, prev=prev, sig="")
+    sig = device_key.sign(labelled(L_BUNDLE_SIG, moved.header(), trusted=True))
+    return dataclasses.replace(moved, sig=b64e(sig))
 
 
 def verify_bundle(bundle: Bundle, device_public: bytes) -> None:

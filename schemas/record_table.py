@@ -56,12 +56,26 @@ def choices(field: fields.Field) -> str:
 def bounds(field: fields.Field) -> str:
     for r in _validators(field, validate.Range):
         return f"{r.min} to {r.max:,}".replace(",", " ")
-    for n in _validators(field, validate.Length):
-        return f"{n.min} to {n.max} code points"
+    lengths = _validators(field, validate.Length)
+    if lengths:
+        low = max((n.min for n in lengths if n.min is not None), default=0)
+        high = min((n.max for n in lengths if n.max is not None), default=None)
+        return f"{low} to {high} code points" if high is not None else f"at least {low}"
     return ""
 
 
+def label(field: fields.Field) -> str:
+    return str(field.metadata.get("label", ""))
+
+
+def required(field: fields.Field) -> str:
+    """Whether a new record must carry the field (an edit may set any subset)."""
+    return "yes" if field.required else ""
+
+
 COLUMNS: list[tuple[str, Callable[[fields.Field], str]]] = [
+    ("label", label),
+    ("required on add", required),
     ("JSON type", json_type),
     ("format", value_format),
     ("choices", choices),

@@ -20,6 +20,9 @@ from lying_proxy import LyingProxy
 from client_sync.demo import Device, Result, ServerProcess, start_server
 
 FAST_ENV = {"FIELDSYNC_KDF_FAST": "1", "FIELDSYNC_RETRIES": "2"}
+# What every new picket needs (schemas/records.py: its required fields).
+PICKET_REQUIRED = {"date": "2026-12-04", "place": "Invented Square"}
+PICKET = [arg for name, value in PICKET_REQUIRED.items() for arg in ("--set", f"{name}={value}")]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clientkit import new_team, records, server, sets, status  # noqa: F401
+from clientkit import PICKET, new_team, records, server, sets, status  # noqa: F401
 
 from client_sync.demo import ServerProcess, grep_dir
 
@@ -26,7 +26,7 @@ def test_nothing_readable_on_devices_or_server(server: ServerProcess, tmp_path: 
     vol = team.enroll(admin, "vol")
     coord = team.enroll(admin, "coord", "coordinator")
 
-    picket = vol.run("add", "picket", *sets(attendance=31, **MARKERS)).last
+    picket = vol.run("add", "picket", *PICKET, *sets(attendance=31, **MARKERS)).last
     det = vol.run("add", "detention", *sets(picket_id=picket, person_name=NAME)).last
     vol.run("edit", det, "--set", "released_at=2026-12-04T20:05")
     markers = EVERYTHING

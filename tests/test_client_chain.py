@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from clientkit import Team, as_json, new_team, records, server, status  # noqa: F401
+from clientkit import PICKET, Team, as_json, new_team, records, server, status  # noqa: F401
 from lying_proxy import LyingProxy
 
 from client_sync.demo import ServerProcess
@@ -17,7 +17,7 @@ def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, LyingPro
     team, proxy = proxied
     admin = team.found()
     vol = team.enroll(admin, "vol")
-    ids = [vol.run("add", "picket", "--set", f"attendance={n}").last for n in range(5)]
+    ids = [vol.run("add", "picket", *PICKET, "--set", f"attendance={n}").last for n in range(5)]
     vol.run("sync")
     device = team.ids["vol"]
 
@@ -58,9 +58,9 @@ def test_a_rejected_bundle_is_kept_aside(server: ServerProcess, tmp_path: Path) 
     vol = team.enroll(admin, "vol")
     clone = team.device("clone")
     shutil.copytree(vol.home, clone.home)
-    vol.run("add", "picket", "--set", "attendance=1")
+    vol.run("add", "picket", *PICKET, "--set", "attendance=1")
     vol.run("sync")
-    clone.run("add", "picket", "--set", "attendance=2")
+    clone.run("add", "picket", *PICKET, "--set", "attendance=2")
     result = clone.run("sync")
     assert "1 rejected" in result.out
     assert "was rejected: fork:" in result.err
@@ -74,7 +74,7 @@ def test_wipe(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
     team = new_team(server, tmp_path)
     admin = team.found()
     vol = team.enroll(admin, "vol")
-    vol.run("add", "picket", "--set", "attendance=3")
+    vol.run("add", "picket", *PICKET, "--set", "attendance=3")
     assert vol.run("wipe", check=False).rc == 2
     assert vol.run("wipe", "--yes").out == "wiped this device's fieldsync profile\n"
     assert not vol.home.exists()

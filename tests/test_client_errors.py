@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from clientkit import (  # noqa: F401
+    PICKET,
     Team,
     assert_one_line_error,
     new_team,
@@ -41,14 +42,14 @@ def volunteer(team: Team, admin: Device) -> Device:
 
 @pytest.fixture(scope="module")
 def record_id(admin: Device, volunteer: Device) -> str:
-    rid = volunteer.run("add", "picket", *sets(date="2026-12-04", attendance=12)).last
+    rid = volunteer.run("add", "picket", *PICKET, *sets(date="2026-12-04", attendance=12)).last
     volunteer.run("sync")
     admin.run("sync")
     return rid
 
 
 def test_bad_field_value(volunteer: Device) -> None:
-    result = volunteer.run("add", "picket", "--set", "attendance=forty", check=False)
+    result = volunteer.run("add", "picket", *PICKET, "--set", "attendance=forty", check=False)
     assert_one_line_error(result, GENERAL)
     assert result.err == "error: picket.attendance: Not a whole number.\n"
 
@@ -124,7 +125,7 @@ def test_usage_errors(volunteer: Device, args: list[str], fragment: str) -> None
 
 
 def test_edit_of_a_record_made_elsewhere_needs_its_type(volunteer: Device, admin: Device) -> None:
-    rid = admin.run("add", "picket", "--set", "attendance=3").last
+    rid = admin.run("add", "picket", *PICKET, "--set", "attendance=3").last
     result = volunteer.run("edit", rid, "--set", "attendance=4", check=False)
     assert_one_line_error(result, USAGE, "--type")
 
@@ -154,14 +155,16 @@ def test_server_down(proxied: tuple[Team, LyingProxy]) -> None:
     team, proxy = proxied
     admin = team.found()
     vol = team.enroll(admin, "vol")
-    vol.run("add", "picket", "--set", "attendance=5")
+    vol.run("add", "picket", *PICKET, "--set", "attendance=5")
     proxy.stop()
     started = time.monotonic()
     result = vol.run("sync", check=False)
     assert_one_line_error(result, NETWORK, "cannot reach the server", "rerun")
     assert time.monotonic() - started < 10
     assert status(vol)["outbox"] == 1  # nothing lost: the capture waits for the next sync
-    assert vol.run("add", "picket", "--set", "attendance=6").rc == 0  # capture works offline
+    assert (
+        vol.run("add", "picket", *PICKET, "--set", "attendance=6").rc == 0
+    )  # capture works offline
 
 
 def _drop_last_event(status_code: int, body: Any) -> tuple[int, Any]:
@@ -252,7 +255,7 @@ def test_a_used_or_expired_invite(admin: Device, team: Team) -> None:
 
 def test_a_revoked_device(team: Team, admin: Device) -> None:
     gone = team.enroll(admin, "lost-phone")
-    gone.run("add", "picket", "--set", "attendance=7")
+    gone.run("add", "picket", *PICKET, "--set", "attendance=7")
     admin.run("revoke", team.ids["lost-phone"])
     result = gone.run("sync", check=False)
     assert_one_line_error(result, NOT_ALLOWED, "revoked")

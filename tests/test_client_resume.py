@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clientkit import assert_one_line_error, new_team, records, server, status  # noqa: F401
+from clientkit import (
+    PICKET,
+    PICKET_REQUIRED,
+    assert_one_line_error,
+    new_team,
+    records,
+    server,  # noqa: F401  (a fixture)
+    status,
+)
 from lying_proxy import LyingProxy
 
 from client_sync.demo import ServerProcess
@@ -22,7 +30,7 @@ def test_push_cut_off_then_resumed(server: ServerProcess, tmp_path: Path) -> Non
         team = new_team(server, tmp_path, url=proxy.url)
         admin = team.found()
         vol = team.enroll(admin, "vol")
-        ids = [vol.run("add", "picket", "--set", f"attendance={n}").last for n in range(5)]
+        ids = [vol.run("add", "picket", *PICKET, "--set", f"attendance={n}").last for n in range(5)]
         # The first batch of two goes through; the second reaches the server, which
         # stores it, but every answer is lost (FIELDSYNC_RETRIES=2: both tries).
         proxy.lie("POST", r"/push$", _unchanged, times=1)
@@ -41,12 +49,12 @@ def test_push_cut_off_then_resumed(server: ServerProcess, tmp_path: Path) -> Non
         # The coordinator's pull is cut as well; the rerun resumes from its cursor.
         proxy.cut("GET", r"/changes$", times=2)
         assert_one_line_error(admin.run("sync", check=False), NETWORK)
-        assert "pulled 5 new bundle(s), 5 cell(s)" in admin.run("sync").out
+        assert "pulled 5 new bundle(s), 15 cell(s)" in admin.run("sync").out
         got = records(admin)
         assert [(r["id"], r["fields"]) for r in got] == [
-            (rid, {"attendance": n}) for n, rid in enumerate(ids)
+            (rid, {**PICKET_REQUIRED, "attendance": n}) for n, rid in enumerate(ids)
         ]
-        assert status(admin)["replica"] == {"records": 5, "bundles": 5, "cells": 5}
+        assert status(admin)["replica"] == {"records": 5, "bundles": 5, "cells": 15}
         assert status(admin)["problems"] == []
     finally:
         proxy.stop()

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from clientkit import as_json, new_team, records, server, sets, status  # noqa: F401
+from clientkit import PICKET, as_json, new_team, records, server, sets, status  # noqa: F401
 
 from client_sync.demo import ServerProcess, client_command
 
@@ -25,6 +25,7 @@ def test_invite_qr_code(server: ServerProcess, tmp_path: Path) -> None:  # noqa:
     device_id = coord.run("join", result.last).last
     assert as_json(coord.run("devices", "--format", "json"))[-1] == {
         "device_id": device_id,
+        "name": None,
         "role": "coordinator",
         "status": "pending",
     }
@@ -49,9 +50,14 @@ def test_revoke_rotate_and_rekey(server: ServerProcess, tmp_path: Path) -> None:
     assert "rotated the epoch key: now epoch 2" in result.out
     assert "re-keyed 1 stored bundle(s)" in result.out
     assert as_json(admin.run("devices", "--format", "json")) == [
-        {"device_id": team.ids["admin"], "role": "admin", "status": "active"},
-        {"device_id": team.ids["vol"], "role": "volunteer", "status": "active"},
-        {"device_id": team.ids["leaving"], "role": "coordinator", "status": "revoked"},
+        {"device_id": team.ids["admin"], "name": None, "role": "admin", "status": "active"},
+        {"device_id": team.ids["vol"], "name": None, "role": "volunteer", "status": "active"},
+        {
+            "device_id": team.ids["leaving"],
+            "name": None,
+            "role": "coordinator",
+            "status": "revoked",
+        },
     ]
     assert leaving.run("sync", check=False).rc == 3
 
@@ -80,8 +86,8 @@ def test_delete_rule(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F8
     admin = team.found()
     vol_a = team.enroll(admin, "a")
     vol_b = team.enroll(admin, "b")
-    gone = vol_a.run("add", "picket", *sets(place="Invented Square", attendance=3)).last
-    kept = vol_a.run("add", "picket", *sets(place="Made-up Park", attendance=9)).last
+    gone = vol_a.run("add", "picket", *PICKET, *sets(place="Invented Square", attendance=3)).last
+    kept = vol_a.run("add", "picket", *PICKET, *sets(place="Made-up Park", attendance=9)).last
     vol_a.run("delete", gone)
     vol_a.run("delete", kept)
     # After Asel's delete, Bolat (who had not seen it) corrects the attendance: a
@@ -93,7 +99,7 @@ def test_delete_rule(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F8
     got = {r["id"]: r for r in records(admin)}
     assert got[gone]["deleted"] is True
     assert got[kept]["deleted"] is False
-    assert got[kept]["fields"] == {"attendance": 10, "place": "Made-up Park"}
+    assert got[kept]["fields"] == {"attendance": 10, "date": "2026-12-04", "place": "Made-up Park"}
     assert got[kept]["conflicts"] == {"attendance": [10, 9]}
     # A coordinator's delete supersedes every head.
     admin.run("delete", kept)

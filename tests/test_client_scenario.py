@@ -35,7 +35,8 @@ def test_the_day(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
     day = play_day(server, tmp_path, env=FAST_ENV)
     ids, devs = day.ids, day.devices
     admin = day.admin
-    assert "pulled 8 new bundle(s), 48 cell(s)" in admin.run("sync").out
+    # Eight captures, and the two volunteers' names (sealed like records).
+    assert "pulled 10 new bundle(s), 50 cell(s)" in admin.run("sync").out
 
     picket = {
         "id": ids["picket"],
@@ -149,16 +150,26 @@ def test_the_day(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
             "type": "picket",
             "field": "attendance",
             "values": [
-                {"value": 35, "device_id": devs["volunteer_b"]},
-                {"value": 40, "device_id": devs["volunteer_a"]},
+                {"value": 35, "device_id": devs["volunteer_b"], "device_name": "Bolat's phone"},
+                {"value": 40, "device_id": devs["volunteer_a"], "device_name": "Asel's phone"},
             ],
         }
     ]
-    assert as_json(admin.run("devices", "--format", "json")) == [
-        {"device_id": devs["admin"], "role": "admin", "status": "active"},
-        {"device_id": devs["volunteer_a"], "role": "volunteer", "status": "active"},
-        {"device_id": devs["volunteer_b"], "role": "volunteer", "status": "active"},
-        {"device_id": devs["coordinator"], "role": "coordinator", "status": "active"},
+    # Names are sealed: Erlan's arrives with his first sync; a volunteer reads only its own.
+    roster = [
+        ("admin", "admin", "Dana's laptop"),
+        ("volunteer_a", "volunteer", "Asel's phone"),
+        ("volunteer_b", "volunteer", "Bolat's phone"),
+        ("coordinator", "coordinator", None),
+    ]
+    expected = [
+        {"device_id": devs[who], "name": name, "role": role, "status": "active"}
+        for who, role, name in roster
+    ]
+    assert as_json(admin.run("devices", "--format", "json")) == expected
+    assert as_json(day.volunteer_a.run("devices", "--format", "json")) == [
+        {**d, "name": d["name"] if d["device_id"] == devs["volunteer_a"] else None}
+        for d in expected
     ]
 
     # Resolve by keeping Asel's count; both coordinators then see the same records.
@@ -169,6 +180,10 @@ def test_the_day(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
     assert "pushed 1 bundle(s): 1 accepted" in admin.run("sync").out
     day.coordinator.run("sync")
     assert records(day.coordinator) == [resolved, *detentions, *relatives]
+    admin.run("sync")
+    assert [d["name"] for d in as_json(admin.run("devices", "--format", "json"))] == [
+        name for _, _, name in roster[:3]
+    ] + ["Erlan's laptop"]
 
     shown = as_json(day.coordinator.run("show", ids["picket"], "--format", "json"))
     assert [

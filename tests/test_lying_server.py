@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from accesskit import epoch_keys, log_length, stored_bundles, vault_state
 from clientkit import (  # noqa: F401
+    PICKET,
     Team,
     assert_one_line_error,
     new_team,
@@ -119,7 +120,9 @@ def test_an_epoch_key_no_admin_signed_is_never_sealed_to(
         f"error: the server's key log does not verify: event {length - 1} (rotate) carries"
         f" an epoch key that no admin signed; nothing was sealed to it; do not trust this server\n"
     )
-    rid = vol.run("add", "picket", *sets(attendance=21)).last  # offline: the last verified key
+    rid = vol.run(
+        "add", "picket", *PICKET, *sets(attendance=21)
+    ).last  # offline: the last verified key
     result = vol.run("sync", check=False)
     assert (result.rc, result.err) == (INTEGRITY, message)
     # A device joining through the lying server is refused the same way and keeps nothing.
@@ -153,7 +156,7 @@ def test_an_epoch_key_no_admin_signed_is_never_sealed_to(
     # and the volunteer seals to the real new key.
     proxy.clear()
     vol.run("sync")
-    vol.run("add", "picket", *sets(attendance=22))
+    vol.run("add", "picket", *PICKET, *sets(attendance=22))
     vol.run("sync")
     mine = [b for b in stored_bundles(server, ws) if b.device_id == vol_id]
     assert [(b.bundle_id, b.epoch) for b in mine] == [
@@ -184,7 +187,7 @@ def test_a_rolled_back_log_is_refused(
         return status_code, body
 
     proxy.lie("GET", r"/log$", roll_back)
-    vol.run("add", "picket", *sets(attendance=31))
+    vol.run("add", "picket", *PICKET, *sets(attendance=31))
     result = vol.run("sync", check=False)
     assert (result.rc, result.err) == (
         INTEGRITY,
@@ -306,11 +309,11 @@ def test_a_dropped_bundle_is_reported_as_a_gap(
 ) -> None:
     vol, vol_id = _volunteer(team, admin, "vol-gap")
     coord.run("sync")
-    ids = [vol.run("add", "picket", *sets(attendance=40 + n)).last for n in range(3)]
+    ids = [vol.run("add", "picket", *PICKET, *sets(attendance=40 + n)).last for n in range(3)]
     vol.run("sync")
     proxy.lie("GET", r"/changes$", _bundle_lie(vol_id, lambda b: None if b["seq"] == 2 else b))
     result = coord.run("sync")
-    assert result.out.splitlines()[-1] == "pulled 2 new bundle(s), 2 cell(s)"
+    assert result.out.splitlines()[-1] == "pulled 2 new bundle(s), 6 cell(s)"
     assert _warnings(result) == [f"warning: device {vol_id}: bundle 2 missing between 1 and 3"]
     got = {r["id"] for r in records(coord)}
     assert (ids[0] in got, ids[1] in got, ids[2] in got) == (True, False, True)
@@ -341,7 +344,7 @@ def test_made_up_and_changed_bundles_are_reported_not_merged(
 ) -> None:
     vol, vol_id = _volunteer(team, admin, "vol-madeup")
     coord.run("sync")
-    ids = [vol.run("add", "picket", *sets(attendance=50 + n)).last for n in range(3)]
+    ids = [vol.run("add", "picket", *PICKET, *sets(attendance=50 + n)).last for n in range(3)]
     vol.run("sync")
     real = [b.bundle_id for b in stored_bundles(server, ws) if b.device_id == vol_id]
     # A whole bundle the operator made up, signed by a device key of its own.
@@ -372,7 +375,7 @@ def test_made_up_and_changed_bundles_are_reported_not_merged(
 
     proxy.lie("GET", r"/changes$", lie)
     result = coord.run("sync")
-    assert result.out.splitlines()[-1] == "pulled 4 new bundle(s), 1 cell(s)"
+    assert result.out.splitlines()[-1] == "pulled 4 new bundle(s), 3 cell(s)"
     assert _warnings(result) == [
         f"warning: device {vol_id}: bundle 1 ({real[0]}) failed verification and was not"
         " merged: signature: the bundle signature does not verify",
@@ -391,7 +394,7 @@ def test_made_up_and_changed_bundles_are_reported_not_merged(
     proxy.clear()
     proxy.lie("GET", r"/changes$", lambda status_code, _: (status_code, genuine[0]), times=1)
     result = coord.run("sync")
-    assert (result.err, result.out.splitlines()[-1]) == ("", "pulled 2 new bundle(s), 2 cell(s)")
+    assert (result.err, result.out.splitlines()[-1]) == ("", "pulled 2 new bundle(s), 6 cell(s)")
     got = {r["id"] for r in records(coord)}
     assert (ids[0] in got, ids[1] in got, ids[2] in got) == (True, True, True)
     assert [p for p in status(coord)["problems"] if vol_id in p] == []
@@ -401,7 +404,7 @@ def test_a_replayed_bundle_changes_nothing(
     team: Team, admin: Device, coord: Device, proxy: LyingProxy
 ) -> None:
     vol, _ = _volunteer(team, admin, "vol-replay")
-    ids = [vol.run("add", "picket", *sets(attendance=60 + n)).last for n in range(2)]
+    ids = [vol.run("add", "picket", *PICKET, *sets(attendance=60 + n)).last for n in range(2)]
     vol.run("sync")
     pages: list[Any] = []
 
@@ -418,7 +421,7 @@ def test_a_replayed_bundle_changes_nothing(
     assert {ids[0], ids[1]} <= {r["id"] for r in before}
 
     # Every bundle of a page served twice.
-    third = vol.run("add", "picket", *sets(attendance=62)).last
+    third = vol.run("add", "picket", *PICKET, *sets(attendance=62)).last
     vol.run("sync")
 
     def twice(status_code: int, body: Any) -> tuple[int, Any]:
@@ -427,7 +430,7 @@ def test_a_replayed_bundle_changes_nothing(
 
     proxy.lie("GET", r"/changes$", twice)
     result = coord.run("sync")
-    assert (result.err, result.out.splitlines()[-1]) == ("", "pulled 1 new bundle(s), 1 cell(s)")
+    assert (result.err, result.out.splitlines()[-1]) == ("", "pulled 1 new bundle(s), 3 cell(s)")
     after = records(coord)
     assert after == [*before, next(r for r in after if r["id"] == third)]
     proxy.clear()

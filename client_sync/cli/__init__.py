@@ -14,7 +14,7 @@ import sys
 import click
 
 from ..errors import CliError
-from . import device, read, roster  # noqa: F401 -- they register the commands
+from . import capture, device, enrol, read, roster, ui  # noqa: F401 -- they register commands
 from .kit import cli
 
 COMMANDS = sorted(cli.commands)
@@ -22,6 +22,11 @@ __all__ = ["COMMANDS", "cli", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        # No command: the help, as help (a person typing `fieldsync` to find out what it does).
+        click.echo(cli.get_help(click.Context(cli, info_name="fieldsync")))
+        sys.exit(0)
     try:
         cli.main(args=argv, prog_name="fieldsync", standalone_mode=False)
     except click.UsageError as exc:

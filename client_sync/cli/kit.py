@@ -1,8 +1,9 @@
 """The shared parts of the `fieldsync` command line: the group, options, the session.
 
-A session unlocks the profile (and holds its lock) for one command; keyholders get
-their replica from it. Commands live in `device.py` (enrollment, captures,
-sync, status), `read.py` (the coordinator's view) and `roster.py`.
+The command line is one face of the device core: each command checks its
+arguments, unlocks the profile for one session (`device.unlocked`), calls one
+operation (`operations.py`) and prints. Commands live in `device.py` (enrollment,
+captures, sync, status), `read.py` (the coordinator's view) and `roster.py`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import click
 
 from schemas.records import RECORD_TYPES
 
-from .. import keyring
-from ..errors import EXIT_CODES, NotAllowed, UsageError
-from ..profile import Profile
-from ..profile import open_profile as _open_profile
-from ..replica import Replica, open_replica
+from ..device import Session, unlocked
+from ..errors import EXIT_CODES, UsageError
 from .ids import IdCommand
+
+__all__ = ["Session", "unlocked"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,45 +83,13 @@ def warn(text: str) -> None:
     click.echo(f"warning: {text}", err=True)
 
 
-class Session:
-    """An unlocked profile for one command, with its replica for keyholders."""
-
-    def __init__(self, prof: Profile) -> None:
-        self.prof = prof
-        self.replica: Replica | None = None
-
-    def client(self) -> Any:
-        return keyring.client_for(self.prof)
-
-    def writable_replica(self) -> Replica | None:
-        """The replica a coordinator's own captures are folded into at once."""
-        self.replica = open_replica(self.prof)
-        return self.replica
-
-    def reading_replica(self, action: str) -> Replica:
-        self.prof.require_keyholder(action)
-        self.prof.require_active()
-        replica = open_replica(self.prof)
-        if replica is None:
-            raise NotAllowed(
-                "this coordinator is not approved yet: ask an admin to run"
-                f" `fieldsync approve {self.prof.device_id}`, then `fieldsync sync`"
-            )
-        self.replica = replica
-        return replica
-
-    def save(self) -> None:
-        if self.replica is not None:
-            self.replica.save()
-        self.prof.save()
-
-
 def session(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Run the command with the profile unlocked and locked against other commands."""
+    """Run the command in one session of the profile, unlocked for it (a command whose
+    arguments need checking first opens `unlocked()` itself, after checking them)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _open_profile() as prof:
-            return f(Session(prof), *args, **kwargs)
+        with unlocked() as s:
+            return f(s, *args, **kwargs)
 
     wrapper.__name__ = f.__name__
     wrapper.__doc__ = f.__doc__

@@ -9,10 +9,10 @@ import click
 
 from schemas.records import RECORD_TYPES
 
-from .. import outbox, view
+from .. import operations, outbox, view
 from ..errors import CliError, UsageError
 from ..vault import write_atomic
-from .kit import Session, cli, emit, format_option, session
+from .kit import Session, cli, emit, format_option, session, unlocked
 
 # --- the coordinator's view -----------------------------------------------------------
 
@@ -63,7 +63,7 @@ def conflicts(s: Session, fmt: str) -> None:
     Example: fieldsync conflicts --format json
     """
     replica = s.reading_replica("read conflicts")
-    items = view.conflicts(replica)
+    items = view.conflicts(replica, operations.device_names(s))
     emit(view.to_json(items) if fmt == "json" else view.conflicts_table(items))
 
 
@@ -72,17 +72,16 @@ def conflicts(s: Session, fmt: str) -> None:
 @click.argument("field")
 @click.option("--value", help="A new value for the field.")
 @click.option("--keep", type=int, metavar="N", help="Keep value N of `fieldsync conflicts`.")
-@session
-def resolve(s: Session, record_id: str, field: str, value: str | None, keep: int | None) -> None:
+def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> None:
     """Coordinator: close a conflict by keeping one of its values or writing a new one.
 
     Example: fieldsync resolve 6JrG1k2m9bq8ZQ0bq1cV_w attendance --keep 1
     """
     if (value is None) == (keep is None):
         raise UsageError("give exactly one of --value VALUE or --keep N")
-    replica = s.reading_replica("resolve conflicts")
-    chosen = outbox.resolve(s.prof, replica, record_id, field, value, keep)
-    s.save()
+    outbox.check_record_id(record_id)
+    with unlocked() as s:
+        chosen = operations.resolve(s, record_id, field, value, keep)
     emit(
         f"resolved {field} of {record_id} to {json.dumps(chosen, ensure_ascii=False)};"
         " `fieldsync sync` sends it"

@@ -4,62 +4,72 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .. import keyring, view
+from .. import keyring, operations, view
 from .. import rekey as rekeying
-from ..errors import CliError, UsageError
+from ..errors import UsageError
 from ..profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
-from .kit import Session, cli, emit, format_option, session, warn
+from .kit import cli, emit, format_option, unlocked, warn
 
 # --- the roster -----------------------------------------------------------------------
 
 
 @cli.command()
 @format_option("text", "json")
-@session
-def devices(s: Session, fmt: str) -> None:
-    """The workspace's devices from the verified key log: role and status.
+def devices(fmt: str) -> None:
+    """The workspace's devices from the verified key log: name, role and status.
+
+    Names are sealed: a coordinator sees every device's name after a sync, a
+    volunteer only its own.
 
     Example: fieldsync devices --format json
     """
-    try:
-        log = keyring.refresh_log(s.prof, s.client())
-        s.prof.save()
-    except CliError as exc:
-        if exc.exit_code != 4:
-            raise
-        warn(f"offline ({exc.message}); showing the key log as of the last sync")
-        log = s.prof.log()
-    devs = sorted(log.devices.values(), key=lambda d: d.since)
-    items = [{"device_id": d.device_id, "role": d.role, "status": d.status} for d in devs]
+    with unlocked() as s:
+        items, offline = operations.devices(s)
+        me = s.prof.device_id
+    if offline:
+        warn(offline)
     if fmt == "json":
         emit(view.to_json(items))
         return
+    width = max((len(d["name"] or "") for d in items), default=0)
     for d in items:
-        me = "  (this device)" if d["device_id"] == s.prof.device_id else ""
-        emit(f"{d['device_id']}  {d['role']:<11}  {d['status']:<7}{me}")
+        mine = "  (this device)" if d["device_id"] == me else ""
+        emit(
+            f"{d['device_id']}  {(d['name'] or '-'):<{width}}  {d['role']:<11}  {d['status']:<7}"
+            f"{mine}"
+        )
+
+
+@cli.command()
+@click.argument("device_id")
+def approve(device_id: str) -> None:
+    """Admin: seal the epoch keys to a coordinator that joined, so it can read.
+
+    Example: fieldsync approve 3q2-7wX1Hc0Kd8pZ4hF1Ag
+    """
+    with unlocked() as s:
+        operations.approve(s, device_id)
+    emit(f"approved {device_id}: it can now pull and decrypt after `fieldsync sync`")
 
 
 @cli.command()
 @click.argument("device_id")
 @click.option("--rekey", is_flag=True, help="After a rotation, re-seal stored data too.")
-@session
-def revoke(s: Session, device_id: str, rekey: bool) -> None:
+def revoke(device_id: str, rekey: bool) -> None:
     """Admin: revoke a device (a lost phone); a coordinator's revocation also rotates.
 
     Example: fieldsync revoke 3q2-7wX1Hc0Kd8pZ4hF1Ag --rekey
     """
-    client = s.client()
-    rotated = keyring.revoke(s.prof, client, device_id)
-    s.save()
-    emit(f"revoked {device_id}")
-    if rotated:
-        emit(f"rotated the epoch key: now epoch {s.prof.log().current_epoch}")
-        if rekey:
-            _rekey(s, client, rekeying.PAGE)
+    with unlocked() as s:
+        rotated = operations.revoke(s, device_id)
+        emit(f"revoked {device_id}")
+        if rotated:
+            emit(f"rotated the epoch key: now epoch {s.prof.log().current_epoch}")
+            if rekey:
+                emit(f"re-keyed {operations.rekey(s, rekeying.PAGE)} stored bundle(s)")
 
 
 @cli.command()
@@ -72,52 +82,30 @@ def revoke(s: Session, device_id: str, rekey: bool) -> None:
     show_default=True,
     help="Bundles per re-key page (one server transaction each).",
 )
-@session
-def rotate(s: Session, rekey: bool, resume: bool, batch_size: int) -> None:
+def rotate(rekey: bool, resume: bool, batch_size: int) -> None:
     """Admin: a new epoch key for new captures; --rekey re-seals stored data to it.
 
     Example: fieldsync rotate --rekey
     """
     if resume and not rekey:
         raise UsageError("--resume goes with --rekey")
-    client = s.client()
-    if not resume:
-        epoch = keyring.rotate(s.prof, client)
-        s.save()
-        emit(f"rotated the epoch key: now epoch {epoch}")
-    else:
-        keyring.refresh_log(s.prof, client)
-    if rekey:
-        _rekey(s, client, batch_size)
-
-
-def _rekey(s: Session, client: Any, batch_size: int) -> None:
-    try:
-        n = rekeying.rekey(s.prof, client, batch_size)
-    except CliError as exc:
-        s.save()
-        # Rerunning the same command would rotate again: say how to finish instead.
-        raise CliError(
-            f"the re-key stopped ({exc.message}): finish it with"
-            " `fieldsync rotate --rekey --resume`",
-            exc.exit_code,
-        ) from None
-    s.save()
-    emit(f"re-keyed {n} stored bundle(s)")
+    with unlocked() as s:
+        if not resume:
+            emit(f"rotated the epoch key: now epoch {operations.rotate(s)}")
+        else:
+            keyring.refresh_log(s.prof, s.client())
+        if rekey:
+            emit(f"re-keyed {operations.rekey(s, batch_size)} stored bundle(s)")
 
 
 @cli.command("safety-number")
-@session
-def safety_number(s: Session) -> None:
+def safety_number() -> None:
     """Fetch and verify the key log; print its safety number to compare between devices.
 
     Example: fieldsync safety-number
     """
-    from protocol.keylog import safety_number as number
-
-    log = keyring.refresh_log(s.prof, s.client())
-    s.prof.save()
-    emit(number(log.head))
+    with unlocked() as s:
+        emit(operations.safety_number(s))
 
 
 @cli.command()

@@ -1,0 +1,52 @@
+"""`fieldsync ui`: the local workbench in a browser, a second face of the same device."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..device import Device
+from .kit import cli, emit
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Default: a free port.")
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+@click.option(
+    "--idle-lock",
+    "idle",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    metavar="MINUTES",
+    help="Drop the keys from memory after this long without a request.",
+)
+def ui(port: int, no_browser: bool, idle: float) -> None:
+    """Open the workbench: unlock once, then capture, review and export in a browser.
+
+    Served by this device on 127.0.0.1 only, never by the sync server. The address
+    it prints carries a one-time token; Ctrl-C ends it.
+
+    Example: fieldsync ui --no-browser
+    """
+    from ..web import serve
+
+    device = Device.unlock()
+    bench = serve(device, port=port, idle_minutes=idle)
+    emit(bench.url)
+    emit("open this address in a browser on this machine (it works once);")
+    emit(f"the keys leave memory after {idle:g} minutes idle or on Lock; Ctrl-C ends it")
+    sys.stdout.flush()
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(bench.url)
+    try:
+        bench.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bench.shutdown()
+        device.lock()
+        emit("the workbench stopped; its keys are gone from memory")

@@ -1,0 +1,287 @@
+"""What a person can do with a device, written once for both faces.
+
+Each operation takes a `device.Session` (the unlocked profile for one operation),
+does its work through the core modules (outbox, sync, keyring, enrol, rekey,
+replica, view) and saves. The command line (`client_sync/cli/`) and the workbench
+(`client_sync/web/`) only gather input and show the result: neither holds a flow
+of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import crypto
+from schemas.records import DEVICE_NAME_FIELD, DEVICE_TYPE, DISTINCT_FIELD, DISTINCT_TYPE
+
+from . import keyring, outbox
+from .device import Session
+from .errors import CliError
+
+# --- captures -----------------------------------------------------------------------------
+
+
+def add(s: Session, record_type: str, values: dict[str, Any]) -> str:
+    """Seal a new record; returns its id."""
+    record_id = outbox.add(s.prof, record_type, values, s.writable_replica())
+    s.save()
+    return record_id
+
+
+def edit(s: Session, record_id: str, record_type: str | None, values: dict[str, Any]) -> str:
+    """Seal changes to fields of a record; returns the record's type."""
+    rtype = outbox.edit(s.prof, record_id, record_type, values, s.writable_replica())
+    s.save()
+    return rtype
+
+
+def delete(s: Session, record_id: str, record_type: str | None) -> str:
+    rtype = outbox.delete(s.prof, record_id, record_type, s.writable_replica())
+    s.save()
+    return rtype
+
+
+def resolve(
+    s: Session, record_id: str, field_name: str, value: str | None, keep: int | None
+) -> Any:
+    """Close an open conflict with value `keep` of `conflicts` or a new value."""
+    replica = s.reading_replica("resolve conflicts")
+    chosen = outbox.resolve(s.prof, replica, record_id, field_name, value, keep)
+    s.save()
+    return chosen
+
+
+def name_device(s: Session, name: str) -> str:
+    """Give this device a name that members see and the server never does."""
+    clean = outbox.name_device(s.prof, name, s.writable_replica())
+    s.save()
+    return clean
+
+
+def same_as(s: Session, record_id: str, kept_id: str) -> None:
+    """Judge `record_id` a duplicate of `kept_id`: it stands behind the kept record
+    (its testimony stays, in its history and in exports)."""
+    if record_id == kept_id:
+        raise CliError("a record cannot be a duplicate of itself")
+    edit(s, record_id, None, {"same_as": kept_id})
+
+
+def not_duplicates(s: Session, a: str, b: str) -> None:
+    """Judge two records not duplicates, for every keyholder: a sealed `_distinct`
+    record whose id is derived from the pair, so the hint is not shown again."""
+    outbox.check_record_id(a)
+    outbox.check_record_id(b)
+    record_id = crypto.distinct_pair_record(s.prof.tag_key, a, b)
+    pair = " ".join(sorted((a, b)))
+    replica = s.reading_replica("judge duplicates")
+    writes = outbox.plan(s.prof, record_id, DISTINCT_TYPE, {DISTINCT_FIELD: pair}, replica)
+    outbox.seal(s.prof, record_id, DISTINCT_TYPE, writes, replica, action="judge")
+    s.save()
+
+
+# --- the outbox ---------------------------------------------------------------------------
+
+
+def waiting(s: Session) -> list[outbox.Waiting]:
+    return outbox.waiting(s.prof)
+
+
+def discard(s: Session, bundle_id: str) -> outbox.Waiting:
+    item = outbox.discard(s.prof, bundle_id)
+    s.save()
+    return item
+
+
+# --- sync and status ----------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What one sync did, in words a person can act on."""
+
+    accepted: int = 0
+    stored: int = 0
+    rejected: list[str] = field(default_factory=list)
+    pulled: int | None = None  # bundles; None: this device does not pull
+    cells: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pushed(self) -> int:
+        return self.accepted + self.stored
+
+
+def sync(s: Session, batch_size: int | None = None) -> SyncReport:
+    """Verify the key log, push the outbox, and (keyholders) pull and merge."""
+    from . import sync as syncing
+
+    pushed, pulled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
+    report = SyncReport(pushed.accepted, pushed.stored, list(pushed.rejected))
+    if pulled is not None:
+        if pulled.skipped:
+            report.warnings.append(pulled.skipped)
+        else:
+            report.pulled, report.cells = pulled.bundles, pulled.cells
+            report.warnings += pulled.problems
+            if pulled.failed:
+                report.warnings.append(
+                    f"{pulled.failed} bundle(s) failed verification and were not merged"
+                )
+            if pulled.exposed:
+                report.warnings.append(
+                    f"{pulled.exposed} stored bundle(s) are still sealed to an older epoch key"
+                    " that a revoked coordinator held: run `fieldsync rotate --rekey --resume`"
+                )
+    return report
+
+
+def status(s: Session) -> dict[str, Any]:
+    """Role, workspace, epoch, outbox, rejected bundles, last sync; a keyholder's replica
+    counts and problems. Offline."""
+    from .replica import open_replica
+
+    prof = s.prof
+    me = prof.me()
+    info: dict[str, Any] = {
+        "role": me.role,
+        "status": me.status,
+        "workspace": prof.workspace_name,
+        "workspace_id": prof.workspace_id,
+        "device_id": prof.device_id,
+        "device_name": prof.state.get("device_name"),
+        "server": prof.server,
+        "epoch": prof.log().current_epoch,
+        "outbox": len(prof.state["outbox"]),
+        "rejected": [
+            {
+                "bundle_id": r["bundle"]["bundle_id"],
+                "seq": r["bundle"]["seq"],
+                "code": r["error"]["code"],
+                "message": r["error"]["message"],
+            }
+            for r in prof.state["rejected"]
+        ],
+        "last_sync": prof.state["last_sync"],
+        "kdf": "argon2id m={}KiB t={} p={}".format(*prof.vault.cost)
+        + (" (FIELDSYNC_KDF_FAST: for tests only)" if prof.vault.fast_kdf else ""),
+    }
+    replica = open_replica(prof)
+    if replica is not None:
+        try:
+            info["replica"] = replica.counts()
+            info["problems"] = replica.problems()
+        finally:
+            replica.close()
+    return info
+
+
+# --- the roster ---------------------------------------------------------------------------
+
+
+def device_names(s: Session) -> dict[str, str]:
+    """device id -> name, as far as this device can read them: every name a keyholder's
+    replica holds, and this device's own.
+
+    A name counts only when written by the device itself or by a keyholder: any
+    member knows the tag key and could seal a name for another's record, but it
+    would stand beside the real one, and is ignored here.
+    """
+    names: dict[str, str] = {}
+    own = s.prof.state.get("device_name")
+    if own:
+        names[s.prof.device_id] = own
+    replica = s.writable_replica() if s.prof.is_keyholder else None
+    if replica is None:
+        return names
+    log = s.prof.log()
+    tag_key = s.prof.tag_key
+    for device_id in log.devices:
+        record_id = crypto.device_name_record(tag_key, device_id)
+        tag = crypto.field_tag(tag_key, record_id, DEVICE_TYPE, DEVICE_NAME_FIELD)
+        for head in replica.heads(record_id, tag):
+            author = log.devices.get(head.device_id)
+            trusted = head.device_id == device_id or (author is not None and author.is_keyholder)
+            if trusted and isinstance(head.value, str) and head.record_type == DEVICE_TYPE:
+                names[device_id] = head.value
+                break
+    return names
+
+
+def devices(s: Session, *, online: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """Every device of the verified key log with its name, role and status, oldest first;
+    and a warning when the server could not be reached (the last verified log is shown)."""
+    warning = None
+    if online:
+        try:
+            keyring.refresh_log(s.prof, s.client())
+            s.prof.save()
+        except CliError as exc:
+            if exc.exit_code != 4:
+                raise
+            warning = f"offline ({exc.message}); showing the key log as of the last sync"
+    log = s.prof.log()
+    names = device_names(s)
+    devs = sorted(log.devices.values(), key=lambda d: d.since)
+    items = [
+        {
+            "device_id": d.device_id,
+            "name": names.get(d.device_id),
+            "role": d.role,
+            "status": d.status,
+        }
+        for d in devs
+    ]
+    return items, warning
+
+
+def invite(s: Session, role: str, hours: float) -> str:
+    from . import enrol
+
+    text = enrol.make_invite(s.prof, s.client(), role, hours)
+    s.save()
+    return text
+
+
+def approve(s: Session, device_id: str) -> None:
+    keyring.approve(s.prof, s.client(), device_id)
+    s.save()
+
+
+def revoke(s: Session, device_id: str) -> bool:
+    """Revoke a device; True when its revocation also rotated the epoch key."""
+    rotated = keyring.revoke(s.prof, s.client(), device_id)
+    s.save()
+    return rotated
+
+
+def rotate(s: Session) -> int:
+    epoch = keyring.rotate(s.prof, s.client())
+    s.save()
+    return epoch
+
+
+def rekey(s: Session, batch_size: int) -> int:
+    """Re-seal every stored bundle to the current epoch; resumable."""
+    from . import rekey as rekeying
+
+    try:
+        n = rekeying.rekey(s.prof, s.client(), batch_size)
+    except CliError as exc:
+        s.save()
+        # Rerunning the same command would rotate again: say how to finish instead.
+        raise CliError(
+            f"the re-key stopped ({exc.message}): finish it with"
+            " `fieldsync rotate --rekey --resume`",
+            exc.exit_code,
+        ) from None
+    s.save()
+    return n
+
+
+def safety_number(s: Session) -> str:
+    from protocol.keylog import safety_number as number
+
+    log = keyring.refresh_log(s.prof, s.client())
+    s.prof.save()
+    return number(log.head)

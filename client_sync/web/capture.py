@@ -1,0 +1,132 @@
+"""Capturing in forms, and the outbox: what this device still has to send.
+
+Each form is generated from the record schema (`schemas.records.specs`): labels,
+help, required marks, choices as dropdowns; an input is named after its field.
+A refused value is shown beside its field, with everything typed kept.
+
+A detention may name the picket it happened at: the field offers the pickets this
+device captured since its last sync (kept in this process's memory only, never on
+disk: a volunteer's device cannot read back what it sealed), a keyholder's recent
+pickets from its replica, or any pasted record id.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Blueprint, abort, current_app, redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from schemas.records import RECORD_TYPES, TYPE_LABELS, FieldSpec, specs
+
+from .. import operations, outbox, view
+from ..errors import CliError
+from .app import page, reading, session
+from .i18n import gettext as _
+
+bp = Blueprint("capture", __name__)
+
+
+class Recent:
+    """Pickets captured in this workbench since the last sync: (id, date, place), in
+    memory only, dropped at the next sync or lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: list[tuple[str, str, str]] = []
+
+    def add(self, record_id: str, date: str, place: str) -> None:
+        with self._lock:
+            self.items.append((record_id, date, place))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items = []
+
+
+def recent() -> Recent:
+    found: Recent | None = current_app.extensions.get("fieldsync_recent")
+    if found is None:
+        found = current_app.extensions["fieldsync_recent"] = Recent()
+    return found
+
+
+def _pickets() -> list[tuple[str, str]]:
+    """(record id, label) of the pickets a detention form offers."""
+    out = [(rid, f"{date} · {place}") for rid, date, place in reversed(recent().items)]
+    with reading() as s:
+        if s.prof.is_keyholder and s.prof.me().status == "active":
+            replica = s.writable_replica()
+            if replica is not None:
+                recs = view.merged_records(replica, "picket")
+                recs = [r for r in recs if not r["deleted"]][-50:]
+                seen = {rid for rid, _ in out}
+                for r in reversed(recs):
+                    if r["id"] not in seen:
+                        label = f"{r['fields'].get('date', '')} · {r['fields'].get('place', '')}"
+                        out.append((r["id"], label))
+    return out
+
+
+def _form(record_type: str, values: dict[str, str], errors: dict[str, list[str]]) -> str:
+    fields: list[FieldSpec] = [f for f in specs(record_type) if f.capture]
+    pickets = _pickets() if record_type == "detention" else []
+    return page(
+        "capture.html",
+        record_type=record_type,
+        type_label=TYPE_LABELS[record_type],
+        fields=fields,
+        values=values,
+        errors={name: [_(m) for m in msgs] for name, msgs in errors.items()},
+        pickets=pickets,
+        saved=request.args.get("saved"),
+    )
+
+
+@bp.get("/capture/<record_type>")
+def form(record_type: str) -> str:
+    if record_type not in RECORD_TYPES:
+        abort(404)
+    return _form(record_type, {}, {})
+
+
+@bp.post("/capture/<record_type>")
+def capture(record_type: str) -> Response | tuple[str, int]:
+    if record_type not in RECORD_TYPES:
+        abort(404)
+    names = {f.name for f in specs(record_type) if f.capture}
+    typed = {k: v.strip() for k, v in request.form.items() if k in names}
+    values = {k: v for k, v in typed.items() if v}
+    try:
+        with session() as s:
+            record_id = operations.add(s, record_type, values)
+    except outbox.InvalidValues as exc:
+        return _form(record_type, typed, exc.errors), 422
+    if record_type == "picket":
+        recent().add(record_id, values.get("date", ""), values.get("place", ""))
+    return redirect(url_for("capture.form", record_type=record_type, saved=record_id))
+
+
+@bp.get("/outbox")
+def waiting() -> str:
+    with reading() as s:
+        items = operations.waiting(s)
+    return page("outbox.html", items=items, discarded=request.args.get("discarded"))
+
+
+@bp.post("/outbox/discard")
+def discard() -> Response:
+    with session() as s:
+        gone = operations.discard(s, request.form.get("bundle_id", ""))
+    return redirect(url_for("capture.waiting", discarded=gone.record_type))
+
+
+def on_sync_done(app: Any) -> None:
+    """After a sync the device's captures are on their way: forget the session's list."""
+    found = app.extensions.get("fieldsync_recent")
+    if found is not None:
+        found.clear()
+
+
+__all__ = ["CliError", "bp", "on_sync_done"]

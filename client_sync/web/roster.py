@@ -1,0 +1,149 @@
+"""The roster in the workbench: devices with their names, invites, approval, revocation
+with rotation and re-key, this device's name, and the safety number."""
+
+from __future__ import annotations
+
+import segno
+from flask import Blueprint, abort, redirect, request, url_for
+from markupsafe import Markup
+from werkzeug.wrappers import Response
+
+from .. import enrol, keyring, operations, rekey, view
+from ..device import Session
+from ..errors import CliError
+from .app import device, jobs, page, reading, session
+from .i18n import gettext as _
+
+bp = Blueprint("roster", __name__)
+
+
+def _qr_svg(text: str) -> Markup:
+    """The invite as an inline SVG QR code: drawn in the page, never written to disk."""
+    svg = segno.make(text, error="m", micro=False).svg_inline(scale=4, border=4, omitsize=True)
+    return Markup(svg)  # noqa: S704 -- segno's own markup; the text is only in the code
+
+
+@bp.get("/devices")
+def devices() -> str:
+    with reading() as s:
+        items, offline = operations.devices(s, online=False)
+        me = s.prof.device_id
+        admin = s.prof.me().role == "admin" and s.prof.me().status == "active"
+        from protocol.keylog import safety_number
+
+        number = safety_number(s.prof.seen[1])
+        seen = _last_seen(s)
+    return page(
+        "devices.html",
+        items=items,
+        me=me,
+        admin=admin,
+        safety=number,
+        seen=seen,
+        invite=None,
+        offline=offline,
+    )
+
+
+def _last_seen(s: Session) -> dict[str, str]:
+    """device id -> time of the newest capture from it this replica holds."""
+    replica = s.writable_replica() if s.prof.is_keyholder else None
+    if replica is None:
+        return {}
+    return {dev: view.hlc_time(stamp) for dev, stamp in replica.last_seen().items()}
+
+
+@bp.post("/devices/invite")
+def invite() -> str:
+    role = request.form.get("role", "volunteer")
+    hours = float(request.form.get("hours", enrol.INVITE_HOURS) or enrol.INVITE_HOURS)
+    with session() as s:
+        text = operations.invite(s, role, hours)
+        items, _offline = operations.devices(s, online=False)
+        me = s.prof.device_id
+        from protocol.keylog import safety_number
+
+        number = safety_number(s.prof.seen[1])
+        seen = _last_seen(s)
+    return page(
+        "devices.html",
+        items=items,
+        me=me,
+        admin=True,
+        safety=number,
+        seen=seen,
+        invite={"text": text, "role": role, "hours": hours, "qr": _qr_svg(text)},
+        offline=None,
+    )
+
+
+@bp.post("/devices/approve")
+def approve() -> Response:
+    with session() as s:
+        operations.approve(s, request.form.get("device_id", ""))
+    return redirect(url_for("roster.devices"))
+
+
+@bp.get("/devices/<device_id>/revoke")
+def confirm_revoke(device_id: str) -> str:
+    with reading() as s:
+        items, _offline = operations.devices(s, online=False)
+    target = next((d for d in items if d["device_id"] == device_id), None)
+    if target is None:
+        abort(404)
+    return page("revoke.html", target=target)
+
+
+@bp.post("/devices/<device_id>/revoke")
+def revoke(device_id: str) -> Response:
+    dev = device()
+
+    def work(job: object) -> list[str]:
+        lines = []
+        with dev.session() as s:
+            rotated = operations.revoke(s, device_id)
+            lines.append(_("The device was revoked."))
+            if rotated:
+                lines.append(_("The epoch key was rotated: new captures use the new key."))
+                n = operations.rekey(s, rekey.PAGE)
+                lines.append(_("Stored data re-sealed to the new key: %(n)s bundles.", n=n))
+        return lines
+
+    job = jobs().start("revoke", work)
+    return redirect(url_for("home.job", job_id=job.job_id))
+
+
+@bp.post("/devices/rotate")
+def rotate() -> Response:
+    dev = device()
+
+    def work(job: object) -> list[str]:
+        with dev.session() as s:
+            epoch = operations.rotate(s)
+            n = operations.rekey(s, rekey.PAGE)
+        return [
+            _("The epoch key was rotated: now epoch %(epoch)s.", epoch=epoch),
+            _("Stored data re-sealed to the new key: %(n)s bundles.", n=n),
+        ]
+
+    job = jobs().start("rotate", work)
+    return redirect(url_for("home.job", job_id=job.job_id))
+
+
+@bp.post("/devices/name")
+def name() -> Response:
+    with session() as s:
+        operations.name_device(s, request.form.get("name", ""))
+    return redirect(url_for("roster.devices"))
+
+
+@bp.post("/devices/refresh")
+def refresh() -> Response:
+    with session() as s:
+        try:
+            keyring.refresh_log(s.prof, s.client())
+            s.prof.save()
+        except CliError as exc:
+            if exc.exit_code != 4:
+                raise
+    return redirect(url_for("roster.devices"))
