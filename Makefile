@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo serve bench messages clean
+.PHONY: venv test lint demo serve bench messages screenshots clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ messages: venv
 		--no-location --sort-output --omit-header --project fieldsync -o $(I18N)/messages.pot .
 	for l in ru kk; do $(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -l $$l \
 		--no-fuzzy-matching --omit-header --ignore-obsolete; done
+
+# The README's pictures of the workbench, taken by the browser test as it plays the day.
+screenshots: venv
+	FIELDSYNC_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web_browser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
