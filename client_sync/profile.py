@@ -260,10 +260,11 @@ def new_profile(home: Path | None = None) -> Iterator[tuple[Path, str]]:
     check_new_home(home)
     with profile_lock(home):
         passphrase = read_passphrase(confirm=True)
-        warning = weak_passphrase_warning(passphrase)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
         yield home, passphrase
+    # Said once the profile exists: a refused join is one error line, nothing more.
+    warning = weak_passphrase_warning(passphrase)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def check_new_home(home: Path) -> None:
