@@ -244,7 +244,7 @@ def apply_event(
         sign_pub = _b(event, body["sign_pub"], keys.ED25519_LEN, "sign_pub")
         device_id = keys.device_id_for(sign_pub)
         if body["device_id"] != device_id:
-            raise _fail("malformed", event, "the device id does not match its key")
+            raise _fail("device_mismatch", event, "the device id does not match its key")
         if device_id in devices:
             raise _fail("device_exists", event, "this device is already enrolled")
         if body["role"] != invite.role:

@@ -381,8 +381,8 @@ def wire_with_change(bundle: Bundle, change: int) -> dict[str, Any]:
 def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
     """Every row of every database under a data directory: compare before and after.
 
-    `nonces=False` leaves out the nonce tables, for requests that pass authentication
-    (and so rightly consume their nonce) but must change nothing else.
+    `nonces=False` leaves out the nonce files, for requests that pass authentication
+    (and so rightly spend their nonce) but must change nothing else.
     """
     from pathlib import Path
 
@@ -390,8 +390,5 @@ def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
     from server.store.inspect import dump
 
     paths = Paths(Path(data_dir))
-    out = {str(p.relative_to(paths.data_dir)): dump(p) for p in paths.all_databases()}
-    if not nonces:
-        for tables in out.values():
-            tables.pop("nonces", None)
-    return out
+    files = paths.all_databases() + (paths.nonce_databases() if nonces else [])
+    return {str(p.relative_to(paths.data_dir)): dump(p) for p in files}
