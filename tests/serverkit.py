@@ -270,18 +270,35 @@ class Kit:
         `bundle_id` forces the id (to test id reuse); otherwise it is random.
         """
         rid = record_id or self.record_id()
+        cells = [
+            (rid, record_type, name, value, (supersedes or {}).get(name, ()))
+            for name, value in values.items()
+        ]
+        return self.seal_cells(member, cells, hlc_value=hlc_value, epoch=epoch, bundle_id=bundle_id)
+
+    def seal_cells(
+        self,
+        member: Member,
+        cells: list[tuple[str, str, str, Any, tuple[str, ...]]],
+        *,
+        hlc_value: int | None = None,
+        epoch: int | None = None,
+        bundle_id: str | None = None,
+    ) -> Bundle:
+        """Seal `(record_id, record_type, field, value, supersedes)` cells as one bundle:
+        several may write one field (one register), which `seal` cannot express."""
         epoch = epoch or self.state.current_epoch
-        cells = []
-        for name, value in values.items():
+        inputs = []
+        for rid, record_type, name, value, sup in cells:
             member.last_hlc = hlc_value or hlc.tick(member.last_hlc, int(self.clock() * 1000))
-            cells.append(
+            inputs.append(
                 CellInput(
                     record_id=rid,
                     record_type=record_type,
                     field=name,
                     value=value,
                     hlc=member.last_hlc,
-                    supersedes=(supersedes or {}).get(name, ()),
+                    supersedes=sup,
                 )
             )
         bundle = crypto.seal_bundle(
@@ -292,7 +309,7 @@ class Kit:
             epoch=epoch,
             epoch_public=self.epochs[epoch].public_bytes,
             tag_key=self.tag_key,
-            cells=cells,
+            cells=inputs,
             random=self._first_random(b64d(bundle_id)) if bundle_id else self.random,
         )
         member.seq += 1
