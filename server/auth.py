@@ -80,10 +80,12 @@ def now() -> int:
 
 
 def target_uri() -> str:
-    """The `@target-uri` the client signed: behind a proxy, rebuilt from FIELDSYNC_PUBLIC_URL."""
-    public = current_app.config.get("PUBLIC_URL")
-    if not public:
-        return request.url
+    """The `@target-uri` the client signed: behind a proxy, rebuilt from FIELDSYNC_PUBLIC_URL,
+    else from the request as received. The query is taken as sent (werkzeug's
+    `request.url` would decode `%C2%B2` to `²`, which no client signed)."""
+    public = current_app.config.get("PUBLIC_URL") or (
+        f"{request.scheme}://{request.host}{request.root_path}"
+    )
     query = request.query_string.decode("latin-1")
     path = quote(request.path, safe="/!$&'()*+,;=:@-._~")
     return public.rstrip("/") + path + ("?" + query if query else "")

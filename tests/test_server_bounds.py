@@ -27,8 +27,8 @@ from server.store import bundles as stored
 
 
 @contextmanager
-def counted(app: Any, ws: str) -> Iterator[dict[str, int]]:
-    """Count VM steps (in hundreds) and statements on the app's connection to `ws`."""
+def counted(app: Any, ws: str, every: int = 1) -> Iterator[dict[str, int]]:
+    """Count VM steps (in units of `every`) and statements on the app's connection to `ws`."""
     conn = pool.get(Paths(Path(app.config["DATA_DIR"])).workspace_db(ws))
     counts = {"steps": 0, "statements": 0}
 
@@ -39,7 +39,7 @@ def counted(app: Any, ws: str) -> Iterator[dict[str, int]]:
     def statement(_sql: str) -> None:
         counts["statements"] += 1
 
-    conn.set_progress_handler(step, 100)
+    conn.set_progress_handler(step, every)
     conn.set_trace_callback(statement)
     try:
         yield counts
@@ -98,7 +98,7 @@ def test_one_register_flood_ends_in_too_many_heads_with_work_linear_in_the_push(
         bundles = flood(kit, vol, rid, n)
         vol.seq, vol.prev = bundles[0].seq, bundles[0].prev  # none will be stored
         before = db_state(app.config["DATA_DIR"], nonces=False)
-        with counted(app, kit.workspace) as work[n]:
+        with counted(app, kit.workspace, every=100) as work[n]:
             resp = kit.push(vol, bundles)
         assert results(resp) == [("rejected", "too_many_heads")] * len(bundles)
         assert db_state(app.config["DATA_DIR"], nonces=False) == before
@@ -151,7 +151,10 @@ def test_a_cell_costs_the_same_whatever_its_register_holds(big: tuple[Any, Kit])
             resp = kit.push(vol, [edit])
         assert results(resp) == [("accepted", change)]
         assert heads(app, kit.workspace)[key] == [edit.cells[0].cell_id]
-    assert work[long] == work[short]
+    # The same statements, and the same VM steps but for a step or two (the B-tree
+    # pages differ; with the register scanned, as before, it was 375x).
+    assert work[long]["statements"] == work[short]["statements"]
+    assert abs(work[long]["steps"] - work[short]["steps"]) <= 0.02 * work[short]["steps"]
 
 
 def test_a_pending_coordinator_may_not_replace_another_devices_cell(kit: Kit) -> None:
