@@ -1,0 +1,164 @@
+"""Slow and oversized clients against the real thing: `fieldsync-server run` with
+deploy/gunicorn.conf.py (the hardened threaded worker), on raw sockets.
+
+Issue 8: four connections announcing 1,000 bytes and sending one every 5 s blocked
+`/v1/health` for 61 s and got all four workers killed. Here slow heads and slow
+bodies are held open while health, another device's push and a coordinator's
+pull are answered; nothing is asserted about time, only about order (the answers
+come back while every slow connection is still being held) and outcome (no worker
+killed, each slow client refused by name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servergun import BIN, Gunicorn
+from serverkit import HttpTransport, Kit
+from slowkit import Trickle, chunked, json_of, send_raw, signed_head, status_of, wait_all
+
+from protocol.encoding import b64e
+
+SLOW = {"FIELDSYNC_HEADER_TIMEOUT": "8", "FIELDSYNC_BODY_TIMEOUT": "8"}
+
+
+def workspace_code(data_dir: Path) -> str:
+    out = subprocess.run(
+        [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def gun(tmp_path: Path) -> Iterator[Gunicorn]:
+    server = Gunicorn(
+        tmp_path / "data",
+        workers=2,
+        log_dir=tmp_path / "logs",
+        env={**SLOW, "FIELDSYNC_MAX_BODY": "65536"},
+    )
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def nonce() -> str:
+    return b64e(os.urandom(16))
+
+
+def test_slow_heads_and_bodies_hold_no_worker(gun: Gunicorn) -> None:
+    kit = Kit.create(HttpTransport(gun.url), workspace_code(gun.data_dir), seed=91)
+    thief, other = kit.member("volunteer"), kit.member("volunteer")
+    coord = kit.member("coordinator")
+    push = kit.path("push").encode()
+    body = json.dumps({"bundles": [kit.seal(thief, {"n": 1}).to_wire()]}).encode()
+    heads = [  # strangers: a request line, then a header one byte at a time
+        Trickle(gun.port, b"POST " + push + b" HTTP/1.1\r\n", b"X-Slow: " + b"a" * 500)
+        for _ in range(4)
+    ]
+    stranger_bodies = [  # strangers: a whole head, then a body one byte at a time
+        Trickle(
+            gun.port,
+            b"POST " + push + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{",
+            b" " * 999,
+        )
+        for _ in range(2)
+    ]
+    thief_bodies = [  # a stolen key: signed heads, then the body one byte at a time
+        Trickle(
+            gun.port,
+            signed_head(kit, thief, "POST", push.decode(), body, nonce=nonce()) + body[:1],
+            body[1:],
+        )
+        for _ in range(4)
+    ]
+    slow = heads + stranger_bodies + thief_bodies
+    for t in slow:
+        t.__enter__()
+    try:
+        wait_all(stranger_bodies, 60)  # refused at once: the body is never read
+        time.sleep(0.5)  # every slow connection is in (bounded: nothing is asserted on it)
+        with urllib.request.urlopen(gun.url + "/v1/health", timeout=60) as resp:
+            health = resp.status
+        pushed = kit.push(other, [kit.seal(other, {"place": "Velder Gate"})])
+        pulled = kit.changes(coord)
+        held = [t.done.is_set() for t in heads] + [t.done.is_set() for t in thief_bodies]
+        wait_all(slow, 60)
+    finally:
+        for t in slow:
+            t.stop()
+    assert (health, pushed.status, pulled.status) == (200, 200, 200)
+    assert [r["status"] for r in pushed.body["results"]] == ["accepted"]
+    assert [b["device_id"] for b in pulled.body["bundles"]] == [other.device_id]
+    # Answered while the four slow heads and two of the thief's bodies were still held
+    # (the thief's other two were refused `busy` at once).
+    assert held.count(False) == 6
+    assert [t.answer for t in heads] == [b""] * 4  # dropped at the header deadline
+    assert [json_of(t.answer)["error"]["code"] for t in stranger_bodies] == [
+        "missing_signature"
+    ] * 2
+    codes = sorted(json_of(t.answer)["error"]["code"] for t in thief_bodies)
+    assert codes == ["busy", "busy", "slow_body", "slow_body"]
+    assert [status_of(t.answer) for t in thief_bodies].count(408) == 2
+    log = gun.log_text()
+    assert "WORKER TIMEOUT" not in log and "Traceback" not in log
+    assert log.count("Booting worker") == 2  # the two it started with: none was killed
+    # The thief's slots are free again once its requests were answered.
+    again = kit.push(thief, [kit.seal(thief, {"n": 2})])
+    assert again.status == 200
+
+
+def test_over_limit_bodies_are_413_and_heads_431(gun: Gunicorn) -> None:
+    """Issue 8: an over-limit chunked body got `bad_signature` or a reset. Now every body
+    the server reads past the limit is `413 too_large`, answered in full before the
+    connection closes; an unsigned one is refused before it is read at all."""
+    kit = Kit.create(HttpTransport(gun.url), workspace_code(gun.data_dir), seed=92)
+    vol = kit.member("volunteer")
+    path = kit.path("push")
+    big = b'{"bundles":[' + b" " * 100_000 + b"]}"
+    too_large = {"error": {"code": "too_large", "message": "the body is larger than 65536 bytes"}}
+    declared = send_raw(
+        gun.port,
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n".encode()
+        + big,
+    )
+    assert (status_of(declared), json_of(declared)) == (413, too_large)
+    signed = send_raw(gun.port, signed_head(kit, vol, "POST", path, big, nonce=nonce()) + big)
+    assert (status_of(signed), json_of(signed)) == (413, too_large)
+    signed_chunked = signed_head(kit, vol, "POST", path, big, chunked=True, nonce=nonce())
+    answer = send_raw(gun.port, signed_chunked + chunked(big))
+    assert (status_of(answer), json_of(answer)) == (413, too_large)
+    unsigned_chunked = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+    ) + chunked(big)
+    answer = send_raw(gun.port, unsigned_chunked)
+    assert (status_of(answer), json_of(answer)["error"]["code"]) == (401, "missing_signature")
+    # A chunked body within the limit is read and verified like any other.
+    small = json.dumps({"bundles": [kit.seal(vol, {"n": 1}).to_wire()]}).encode()
+    ok = send_raw(
+        gun.port,
+        signed_head(kit, vol, "POST", path, small, chunked=True, nonce=nonce()) + chunked(small),
+    )
+    assert status_of(ok) == 200 and json_of(ok)["results"][0]["status"] == "accepted"
+    head = send_raw(
+        gun.port,
+        b"GET /v1/health HTTP/1.1\r\n"
+        + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 1000) for i in range(40)),
+    )
+    assert (status_of(head), json_of(head)["error"]["code"]) == (431, "headers_too_large")
+    assert "Traceback" not in gun.log_text()
