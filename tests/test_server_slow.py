@@ -162,3 +162,26 @@ def test_over_limit_bodies_are_413_and_heads_431(gun: Gunicorn) -> None:
     )
     assert (status_of(head), json_of(head)["error"]["code"]) == (431, "headers_too_large")
     assert "Traceback" not in gun.log_text()
+
+
+def test_the_shipped_proxy_buffers_whole_bodies_and_answers() -> None:
+    """deploy/Caddyfile reads each body whole before passing it on (Caddy streams by
+    default), at least up to the server's body limit, and takes each answer whole up to
+    a page's byte budget. (Checked by hand with Caddy 2.11.7: four bodies trickled
+    through it held no slot of their key; without `request_buffers`, two did and a
+    fifth request was `429 busy`; docs/RELIABILITY.md.)"""
+    import re
+
+    from server.app import config_from_env
+
+    text = (Path(__file__).resolve().parents[1] / "deploy" / "Caddyfile").read_text()
+    sizes = {
+        name: int(float(value) * 1_000_000)
+        for name, value in re.findall(
+            r"^\s*(max_size|request_buffers|response_buffers) (\d+)MB$", text, re.M
+        )
+    }
+    defaults = config_from_env({})
+    assert sizes["request_buffers"] >= sizes["max_size"] > defaults["MAX_BODY"]
+    assert sizes["response_buffers"] > defaults["PAGE_BYTES"]
+    assert re.search(r"read_header 10s\s+read_body 60s", text)
