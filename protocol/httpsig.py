@@ -174,7 +174,8 @@ def parse_request(
 ) -> Presented:
     """Check a request's signature headers without a key: present, well formed (label
     `fs`, the three components, exactly the four parameters, a 16-64 character nonce,
-    one `sha-256` Content-Digest), then `created` within `window` seconds of `now`."""
+    one `sha-256` Content-Digest, a keyid `<workspace>.<id>`), then `created` within
+    `window` seconds of `now`."""
     msg = _Message(method.upper(), url, _Headers(headers))
     if "signature" not in msg.headers or "signature-input" not in msg.headers:
         raise AuthError(
@@ -215,13 +216,13 @@ def parse_request(
         raise AuthError(
             "bad_signature", "Content-Digest must be one sha-256 member: sha-256=:<base64>:"
         )
+    workspace, ident = parse_keyid(keyid)
     if abs(now - created) > window:
         raise AuthError(
             "stale_signature",
             f"the signature's time is more than {window} s from the server's clock:"
             " check this device's clock",
         )
-    workspace, ident = parse_keyid(keyid)
     return Presented(
         keyid=keyid,
         workspace=workspace,
