@@ -86,7 +86,10 @@ class Flooder:
         self.statuses: list[int] = []
         self.codes: list[str] = []
         self.revoked_at: float | None = None  # when the first `revoked_device` came back
-        self.errors = 0  # connections that failed (none expected)
+        # Uploads the server cut: refused (`busy`) before their body was read, the
+        # connection closes while a client like this one, which reads no answer
+        # before it has sent its whole body, is still sending.
+        self.errors = 0
         self.threads = [
             threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)
         ]
@@ -266,7 +269,7 @@ def measure(scale: Scale) -> dict[str, float]:
         "revoke_to_refusal_ms": refused_after * 1000,
         "flood_requests": float(len(statuses)),
         "flood_busy": float(flood.codes.count("busy")),
-        "flood_connection_errors": float(flood.errors),
+        "flood_cut": float(flood.errors),
         "flood_bytes_per_push": float(len(bodies[0])),
         "server_5xx": float(sum(s >= 500 for s in statuses)),
         "workers_lost": float(log.count("Booting worker") - scale.workers),
@@ -305,9 +308,9 @@ def report(f: dict[str, float]) -> str:
     lines += [
         "",
         f"revoke sent → the flooder's first refusal: {f['revoke_to_refusal_ms']:.0f} ms;"
-        f" flood: {f['flood_requests']:.0f} requests of {f['flood_bytes_per_push'] / 1e6:.1f} MB"
-        f" ({f['flood_busy']:.0f} refused `busy`, {f['flood_connection_errors']:.0f} connections"
-        " failed);"
+        f" flood: {f['flood_requests']:.0f} pushes of {f['flood_bytes_per_push'] / 1e6:.1f} MB"
+        f" answered, {f['flood_busy']:.0f} of them `busy`, and {f['flood_cut']:.0f} uploads"
+        " cut short (refused before their body was read);"
         f" 5xx: {f['server_5xx']:.0f};"
         f" workers lost: {f['workers_lost']:.0f}; worker timeouts: {f['worker_timeouts']:.0f}",
     ]

@@ -21,8 +21,9 @@ from schemas.wire import ErrorSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Every signed route: refused signatures and standing, and `429 busy`.
-_SIGNED_ERRORS = (401, 403, 404, 429)
+# Every signed route: refused signatures and standing, a body (any request may send
+# one) too slow, too large or of another type, and `429 busy`.
+_SIGNED_ERRORS = (401, 403, 404, 408, 413, 415, 429)
 # Every route with a body: bad JSON or schema, slow, too large, wrong type.
 _BODY_ERRORS = (400, 408, 413, 415)
 

@@ -68,12 +68,17 @@ def test_wrong_content_type(kit: Kit) -> None:
         (b"{" + b",".join(b'"k%d":0' % i for i in range(1025)) + b"}", "too_many_keys"),
     ],
 )
-def test_every_body_goes_through_parse_json(kit: Kit, body: bytes, code: str) -> None:
-    """The strict reader's own code, status 400, for every way JSON can be refused."""
+def test_every_body_goes_through_parse_json(kit: Kit, app: Any, body: bytes, code: str) -> None:
+    """The strict reader's own code, status 400, for every way JSON can be refused;
+    nothing is stored but the request's nonce."""
+    from serverkit import db_state
+
     vol = kit.member("volunteer")
     headers = kit.signed_headers("POST", kit.path("push"), vol, body)
+    before = db_state(app.config["DATA_DIR"], nonces=False)
     resp = kit.transport.send("POST", kit.path("push"), headers, body)
     assert (resp.status, resp.code) == (400, code)
+    assert db_state(app.config["DATA_DIR"], nonces=False) == before
 
 
 def test_internal_error_is_json_and_names_nobody(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from servergun import BIN, Gunicorn
-from serverkit import HttpTransport, Kit
+from serverkit import HttpTransport, Kit, db_state
 from slowkit import Trickle, chunked, json_of, send_raw, signed_head, status_of, wait_all
 
 from protocol.encoding import b64e
@@ -116,6 +116,8 @@ def test_slow_heads_and_bodies_hold_no_worker(gun: Gunicorn) -> None:
     log = gun.log_text()
     assert "WORKER TIMEOUT" not in log and "Traceback" not in log
     assert log.count("Booting worker") == 2  # the two it started with: none was killed
+    named = [kit.workspace, thief.device_id, other.device_id, coord.device_id, "127.0.0.1"]
+    assert [n for n in named if n in log] == []
     # The thief's slots are free again once its requests were answered.
     again = kit.push(thief, [kit.seal(thief, {"n": 2})])
     assert again.status == 200
@@ -128,6 +130,7 @@ def test_over_limit_bodies_are_413_and_heads_431(gun: Gunicorn) -> None:
     kit = Kit.create(HttpTransport(gun.url), workspace_code(gun.data_dir), seed=92)
     vol = kit.member("volunteer")
     path = kit.path("push")
+    before = db_state(gun.data_dir)
     big = b'{"bundles":[' + b" " * 100_000 + b"]}"
     too_large = {"error": {"code": "too_large", "message": "the body is larger than 65536 bytes"}}
     declared = send_raw(
@@ -148,6 +151,7 @@ def test_over_limit_bodies_are_413_and_heads_431(gun: Gunicorn) -> None:
     ) + chunked(big)
     answer = send_raw(gun.port, unsigned_chunked)
     assert (status_of(answer), json_of(answer)["error"]["code"]) == (401, "missing_signature")
+    assert db_state(gun.data_dir) == before  # no refusal stored anything, not even a nonce
     # A chunked body within the limit is read and verified like any other.
     small = json.dumps({"bundles": [kit.seal(vol, {"n": 1}).to_wire()]}).encode()
     ok = send_raw(
