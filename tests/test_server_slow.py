@@ -189,3 +189,43 @@ def test_the_shipped_proxy_buffers_whole_bodies_and_answers() -> None:
     assert sizes["request_buffers"] >= sizes["max_size"] > defaults["MAX_BODY"]
     assert sizes["response_buffers"] > defaults["PAGE_BYTES"]
     assert re.search(r"read_header 10s\s+read_body 60s", text)
+
+
+def test_the_client_retries_busy_and_says_so(
+    gun: Gunicorn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`429 busy` stored nothing: the client retries it (after its back-off) like a
+    failure, and names it plainly when it persists."""
+    from client_sync import transport
+    from client_sync.errors import ServerError
+    from server import inflight
+    from server.store import Paths
+
+    kit = Kit.create(HttpTransport(gun.url), workspace_code(gun.data_dir), seed=93)
+    vol = kit.member("volunteer")
+    slots = Paths(gun.data_dir).slots
+    held = [inflight.acquire(slots, kit.workspace, vol.device_id, 2) for _ in range(2)]
+    client = transport.Client(gun.url, kit.workspace, vol.key, vol.device_id, attempts=3)
+    sleeps: list[float] = []
+
+    def free_then_sleep(seconds: float) -> None:  # the first back-off: the other request ends
+        sleeps.append(seconds)
+        for slot in held:
+            assert slot is not None
+            slot.release()
+
+    monkeypatch.setattr(transport.time, "sleep", free_then_sleep)
+    answer = client.get(f"/v1/w/{kit.workspace}/log")
+    assert (len(sleeps), answer["length"]) == (1, len(kit.events))
+    again = [inflight.acquire(slots, kit.workspace, vol.device_id, 2) for _ in range(2)]
+    monkeypatch.setattr(transport.time, "sleep", lambda s: None)
+    with pytest.raises(ServerError) as info:
+        client.get(f"/v1/w/{kit.workspace}/log")
+    assert (info.value.code, info.value.status, str(info.value)) == (
+        "busy",
+        429,
+        "the server is still busy with another request from this device: retry",
+    )
+    for slot in again:
+        assert slot is not None
+        slot.release()
