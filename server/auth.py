@@ -133,10 +133,11 @@ def presented() -> Presented:
 
 
 def read_body(limit: int | None = None) -> bytes:
-    return body.read(
-        current_app.config["MAX_BODY"] if limit is None else limit,
-        float(current_app.config["BODY_TIMEOUT"]),
-    )
+    """The request's body, at most `limit` bytes (default: the body limit that the
+    declared length was checked against), within FIELDSYNC_BODY_TIMEOUT."""
+    if limit is None:
+        limit = request.max_content_length or int(current_app.config["MAX_BODY"])
+    return body.read(limit, float(current_app.config["BODY_TIMEOUT"]))
 
 
 def check_signed_body(p: Presented, raw: bytes) -> None:
