@@ -447,3 +447,132 @@ def test_key_log_refusals_name_their_code(kit: Kit) -> None:
     assert wrong_signer.body["error"]["message"] == (
         "invalid_event: wrong_signer: signed by another key than the request"
     )
+
+
+# --- the refusal order of docs/PROTOCOL.md, HTTP API, step by step ------------------------
+
+
+def test_refusals_come_in_the_documented_order(kit: Kit, app: Any, vol: Member) -> None:
+    """Each request breaks two neighbouring steps of the table; the earlier one answers."""
+    ws, other = kit.workspace, b64e(b"\x02" * 16)
+    coord = kit.member("coordinator")
+    pending = kit.member("coordinator", approve=False)
+    revoked = kit.member("volunteer")
+    old = kit.signed_headers("GET", kit.path("log"), revoked, b"")
+    assert kit.transport.send("GET", kit.path("log"), old, b"").status == 200
+    kit.revoke(revoked)
+    spent = kit.invite("volunteer")
+    assert kit.enroll(spent, "volunteer")[1].status == 201
+    forged = keys.signing_key(b"\x0b" * 32)
+    send = kit.transport.send
+
+    def code(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> str | None:
+        return send(method, path, headers, body).code
+
+    got = []
+    # 0 before 1: a declared length over the limit, unsigned; a wrong type, unsigned.
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    got.append(code("POST", kit.path("push"), {"Content-Type": "application/json"}, b" " * 2000))
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY"]
+    got.append(code("POST", kit.path("push"), {"Content-Type": "text/plain"}, b"{}"))
+    # 2 before 3: another label, and stale.
+    h = kit.signed_headers("GET", kit.path("log"), vol, b"", created=kit.now() - 1000)
+    got.append(code("GET", kit.path("log"), {k: v.replace("fs=", "xx=", 1) for k, v in h.items()}))
+    # 3 before 4: stale, and signed for another workspace.
+    got.append(
+        code(
+            "GET",
+            kit.path("log"),
+            kit.signed_headers(
+                "GET",
+                kit.path("log"),
+                vol,
+                b"",
+                keyid=f"{other}.{vol.device_id}",
+                created=kit.now() - 1000,
+            ),
+        )
+    )
+    # 4 before 5: another workspace's keyid on a path naming no workspace.
+    path = f"/v1/w/{other}/log"
+    got.append(code("GET", path, kit.signed_headers("GET", path, vol, b"", keyid=vol.keyid(ws))))
+    # 5 before 6: no such workspace, and a forged signature.
+    got.append(
+        code(
+            "GET",
+            path,
+            kit.signed_headers("GET", path, forged, b"", keyid=f"{other}.{vol.device_id}"),
+        )
+    )
+    # 6 before 8: a revoked device's id with a forged signature.
+    got.append(
+        code(
+            "GET",
+            kit.path("log"),
+            kit.signed_headers("GET", kit.path("log"), forged, b"", keyid=revoked.keyid(ws)),
+        )
+    )
+    # 7 before 9: a spent invite, twice with one nonce.
+    h = kit.signed_headers("GET", kit.path("log"), spent, b"", keyid=kit.invite_keyid(spent))
+    got += [code("GET", kit.path("log"), h), code("GET", kit.path("log"), h)]
+    # 8 before 9: a revoked device replays a request it made before its revocation.
+    got.append(code("GET", kit.path("log"), old))
+    # 9 before 10: a volunteer reuses a spent nonce on a route it may not use.
+    first = kit.signed_headers("GET", kit.path("log"), vol, b"")
+    assert send("GET", kit.path("log"), first, b"").status == 200
+    nonce = first["Signature-Input"].split('nonce="')[1].split('"')[0]
+    got.append(
+        code(
+            "GET",
+            kit.path("changes"),
+            kit.signed_headers("GET", kit.path("changes"), vol, b"", nonce=nonce),
+        )
+    )
+    # 10 before 11: a pending coordinator on an admin route.
+    got.append(
+        code(
+            "POST",
+            kit.path("log"),
+            kit.signed_headers("POST", kit.path("log"), pending, b"{}"),
+            b"{}",
+        )
+    )
+    # 11 before 12, and 12 before 14: every slot of the key taken.
+    slots = paths_of(app).slots
+    held = [inflight.acquire(slots, ws, k.device_id, 2) for k in (pending, coord) for _ in range(2)]
+    got.append(
+        code(
+            "GET", kit.path("changes"), kit.signed_headers("GET", kit.path("changes"), pending, b"")
+        )
+    )
+    h = kit.signed_headers("POST", kit.path("push"), coord, b"{}")
+    got.append(code("POST", kit.path("push"), h, b'{"x":1}'))
+    for slot in held:
+        assert slot is not None
+        slot.release()
+    # 14 before the route: a body that is not the signed one, and not JSON either.
+    got.append(
+        code(
+            "POST",
+            kit.path("push"),
+            kit.signed_headers("POST", kit.path("push"), coord, b"{}"),
+            b"{",
+        )
+    )
+    assert got == [
+        "too_large",
+        "unsupported_media_type",
+        "bad_signature",
+        "stale_signature",
+        "wrong_workspace",
+        "unknown_workspace",
+        "bad_signature",
+        "unknown_device",
+        "unknown_device",
+        "revoked_device",
+        "replayed_nonce",
+        "wrong_role",
+        "not_approved",
+        "busy",
+        "bad_signature",
+    ]
