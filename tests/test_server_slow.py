@@ -229,3 +229,18 @@ def test_the_client_retries_busy_and_says_so(
     for slot in again:
         assert slot is not None
         slot.release()
+
+
+def test_a_replay_is_refused_by_any_worker_and_after_a_restart(gun: Gunicorn) -> None:
+    """Nonces live in a file, not in a worker: a replay is refused whichever worker
+    gets it, and after the server restarted within the signature window."""
+    kit = Kit.create(HttpTransport(gun.url), workspace_code(gun.data_dir), seed=94)
+    vol = kit.member("volunteer")
+    path = kit.path("log")
+    headers = kit.signed_headers("GET", path, vol, b"", nonce=nonce())
+    assert kit.transport.send("GET", path, headers, b"").status == 200
+    again = [kit.transport.send("GET", path, headers, b"").code for _ in range(6)]
+    gun.stop()
+    gun.start()
+    after = kit.transport.send("GET", path, headers, b"")
+    assert [*again, after.code] == ["replayed_nonce"] * 7
