@@ -576,3 +576,27 @@ def test_refusals_come_in_the_documented_order(kit: Kit, app: Any, vol: Member) 
         "busy",
         "bad_signature",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"[" * 30_000 + b"]" * 30_000, "too_deep"),
+        (b"{" + b",".join(b'"k%d":0' % i for i in range(3000)) + b"}", "too_many_keys"),
+        (b'{"code":"x","code":"y"}', "duplicate_key"),
+    ],
+)
+def test_a_strangers_workspace_body_is_small_and_read_strictly(
+    client: Any, app: Any, body: bytes, code: str
+) -> None:
+    """Issue 8: a deeply nested body was a RecursionError 500, unauthenticated, on
+    `POST /v1/workspaces` once any signature headers were present. Its body is now read
+    only under well-formed fresh signature headers, at most 64 KiB, by the strict parser."""
+    from serverkit import FlaskTransport
+
+    kit = Kit(FlaskTransport(client), seed=42)
+    before = db_state(app.config["DATA_DIR"])
+    headers = kit.signed_headers("POST", "/v1/workspaces", kit.founder, body)
+    resp = kit.transport.send("POST", "/v1/workspaces", headers, body)
+    assert (resp.status, resp.code) == (400, code)
+    assert db_state(app.config["DATA_DIR"]) == before
