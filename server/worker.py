@@ -88,10 +88,14 @@ class Worker(ThreadWorker):
             conn.fs_head_ready = True
             self.enqueue_req(conn)
             return
-        conn.sock.setblocking(False)
+        try:
+            conn.sock.setblocking(False)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head, conn))
+        except (OSError, ValueError, KeyError):  # closed under us: nothing to wait for
+            self._close_now(conn)
+            return
         conn.fs_deadline = time.monotonic() + self.head_timeout
         self.heading.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head, conn))
 
     def _on_head(self, conn: Any, _fileobj: Any) -> None:
         try:
@@ -159,10 +163,14 @@ class Worker(ThreadWorker):
         except OSError:
             self._close_now(conn)
             return
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger, conn))
+        except (OSError, ValueError, KeyError):
+            self._close_now(conn)
+            return
         conn.fs_deadline = time.monotonic() + LINGER_SECONDS
         conn.fs_drained = 0
         self.lingering.append(conn)
-        self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger, conn))
 
     def _on_linger(self, conn: Any, _fileobj: Any) -> None:
         try:
