@@ -3,6 +3,10 @@
 Server fixtures: `app` (a Flask app on a temporary data directory), `client`,
 `new_code` (mints a one-time workspace code), and `kit` (a workspace created on
 `app`, see tests/serverkit.py).
+
+Session hooks: the log scan (tests/logscan.py) reads every server log at the end and
+fails the run on an address, user agent, id or plaintext; the fuzz figures
+(tests/fuzzkit.py) are printed in the summary.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import pytest
 from clientkit import proxied  # noqa: F401  (a fixture: the client tests' lying proxy)
+from fuzzkit import FIGURES
+from logscan import pytest_configure, pytest_sessionfinish  # noqa: F401  (the log scan's hooks)
 from serverkit import FlaskTransport, Kit
 
 from server.app import create_app
@@ -39,3 +45,10 @@ def new_code(app: Any) -> Callable[[], str]:
 @pytest.fixture
 def kit(client: Any, new_code: Callable[[], str]) -> Kit:
     return Kit.create(FlaskTransport(client), new_code(), seed=1)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name, figures in sorted(FIGURES.items()):
+        terminalreporter.write_line(
+            f"fuzz {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items())
+        )

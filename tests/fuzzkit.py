@@ -200,18 +200,22 @@ class Tally:
         }
 
     def publish(self, **extra: Any) -> dict[str, Any]:
-        figures = self.figures(**extra)
-        FIGURES[self.name] = figures
-        out = os.environ.get("FIELDSYNC_FUZZ_FIGURES")
-        if out:
-            path = Path(out)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            old = json.loads(path.read_text()) if path.exists() else {}
-            path.write_text(json.dumps({**old, self.name: figures}, indent=2, sort_keys=True))
-        return figures
+        return publish(self.name, self.figures(**extra))
 
 
 FIGURES: dict[str, dict[str, Any]] = {}  # printed at the end of the session (conftest.py)
+
+
+def publish(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """Keep a run's figures for the summary, and add them to $FIELDSYNC_FUZZ_FIGURES."""
+    FIGURES[name] = figures
+    out = os.environ.get("FIELDSYNC_FUZZ_FIGURES")
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**old, name: figures}, indent=2, sort_keys=True) + "\n")
+    return figures
 
 
 def error_code(body: Any) -> str | None:
