@@ -45,6 +45,7 @@ def fuzz_settings(short: int, long: int) -> settings:
             HealthCheck.too_slow,
             HealthCheck.data_too_large,
             HealthCheck.filter_too_much,
+            HealthCheck.large_base_example,
         ],
     )
 
