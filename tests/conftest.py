@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from clientkit import proxied  # noqa: F401  (a fixture: the client tests' lying proxy)
-from fuzzkit import FIGURES
+from fuzzkit import CASES, FIGURES, LONG, publish
 from logscan import pytest_configure, pytest_sessionfinish  # noqa: F401  (the log scan's hooks)
 from serverkit import FlaskTransport, Kit
 
@@ -48,7 +48,15 @@ def kit(client: Any, new_code: Callable[[], str]) -> Kit:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CASES:
+        publish("hypothesis", {"cases": dict(sorted(CASES.items())), "long": LONG})
     for name, figures in sorted(FIGURES.items()):
+        line = ", ".join(
+            f"{k} {v}" for k, v in figures.items() if k != "cases" or name != "hypothesis"
+        )
+        terminalreporter.write_line(f"fuzz {name}: {line}")
+    if CASES:
         terminalreporter.write_line(
-            f"fuzz {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items())
+            f"fuzz hypothesis: {sum(CASES.values())} examples in {len(CASES)} tests: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(CASES.items()))
         )

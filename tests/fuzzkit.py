@@ -8,6 +8,7 @@ database on, and the figures written to $FIELDSYNC_FUZZ_FIGURES as JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -205,6 +206,21 @@ class Tally:
 
 
 FIGURES: dict[str, dict[str, Any]] = {}  # printed at the end of the session (conftest.py)
+CASES: Counter[str] = Counter()  # hypothesis examples run per test, shrinking included
+
+F = TypeVar("F")
+
+
+def counted(test: F) -> F:
+    """Count each example hypothesis runs (put it under @given): the figures of a run."""
+    name = test.__qualname__.split(".<locals>")[0]  # type: ignore[attr-defined]
+
+    @functools.wraps(test)  # type: ignore[arg-type]
+    def run(*args: Any, **kwargs: Any) -> Any:
+        CASES[name] += 1
+        return test(*args, **kwargs)  # type: ignore[operator]
+
+    return run  # type: ignore[return-value]
 
 
 def publish(name: str, figures: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from corekit import T0, TAG_KEY, WORKSPACE, Log, Member, device_id, hpke_pair, sign_key
-from fuzzkit import fuzz_settings, json_values
+from fuzzkit import counted, fuzz_settings, json_values
 from hypothesis import given
 from hypothesis import strategies as st
 from marshmallow import ValidationError
@@ -73,6 +73,7 @@ def signed_part(event: Any) -> Any:
 
 @fuzz_settings(short=150, long=10_000)
 @given(mutated_log())
+@counted
 def test_a_mutated_key_log_verifies_only_unchanged(case: tuple[int, list[Any]]) -> None:
     i, events = case
     try:
@@ -88,6 +89,7 @@ def test_a_mutated_key_log_verifies_only_unchanged(case: tuple[int, list[Any]]) 
 
 @fuzz_settings(short=150, long=10_000)
 @given(st.data())
+@counted
 def test_an_event_the_server_would_load_is_applied_or_refused(data: st.DataObject) -> None:
     """The server's path: AppendEventSchema, then apply_event with the server's clock."""
     i = data.draw(st.integers(1, len(LOG.events) - 1))
@@ -170,6 +172,7 @@ def mutated_request(draw: st.DrawFn) -> tuple[str, str, bytes, list[tuple[str, s
 
 @fuzz_settings(short=300, long=20_000)
 @given(mutated_request())
+@counted
 def test_a_mutated_request_verifies_only_when_what_it_signs_is_unchanged(
     req: tuple[str, str, bytes, list[tuple[str, str]]],
 ) -> None:
@@ -213,6 +216,7 @@ UNSIGNED = ("key_epoch", "sealed_key")
 
 @fuzz_settings(short=150, long=10_000)
 @given(mutated_value(WIRE))
+@counted
 def test_a_mutated_bundle_opens_only_unchanged(wire: Any) -> None:
     try:
         bundle = Bundle.from_wire(BundleSchema().load(wire))

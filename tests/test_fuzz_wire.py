@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from fuzzkit import b64ish, edge_ints, fuzz_settings, id_shaped, json_values
+from fuzzkit import b64ish, counted, edge_ints, fuzz_settings, id_shaped, json_values
 from hypothesis import example, given
 from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError, fields
@@ -53,6 +53,7 @@ TOKENS = [
 
 @fuzz_settings(short=300, long=20_000)
 @given(st.binary(max_size=200) | st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
+@counted
 def test_parse_json_answers_a_value_or_a_coded_refusal(raw: bytes | str) -> None:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
@@ -108,6 +109,7 @@ def shaped(schema: type[Schema], depth: int = 0) -> st.SearchStrategy[dict[str, 
 def test_every_wire_schema_loads_or_refuses_with_validation_error(schema: type[Schema]) -> None:
     @fuzz_settings(short=25, long=3_000)
     @given(shaped(schema) | json_values)
+    @counted
     def check(data: Any) -> None:
         try:
             loaded = schema().load(data)
@@ -145,6 +147,7 @@ def read_int(raw: str) -> int | str:
 
 @fuzz_settings(short=300, long=20_000)
 @given(st.text(alphabet=st.characters(codec="ascii"), max_size=20))
+@counted
 def test_query_integers_in_ascii(raw: str) -> None:
     got = read_int(raw)
     if raw.isdigit() and len(raw) <= 16 and int(raw) <= 1000:
@@ -167,6 +170,7 @@ def test_query_integers_in_ascii(raw: str) -> None:
 @example("²")
 @example("①")
 @example("٣")
+@counted
 def test_query_integers_in_other_digits_are_refused(raw: str) -> None:
     assert read_int(raw) == "refused"
 
@@ -201,6 +205,7 @@ invite_texts = (
 
 @fuzz_settings(short=200, long=10_000)
 @given(invite_texts)
+@counted
 def test_invite_strings_decode_or_are_malformed(text: str) -> None:
     try:
         body = decode_invite(text)
@@ -245,6 +250,7 @@ def record_values(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 @fuzz_settings(short=150, long=20_000)
 @given(record_values())
+@counted
 def test_record_values_load_typed_or_are_refused_with_record_error(
     rv: tuple[str, dict[str, Any]],
 ) -> None:
@@ -271,6 +277,7 @@ def test_record_values_load_typed_or_are_refused_with_record_error(
 @fuzz_settings(short=50, long=2_000)
 @given(st.text(alphabet=st.characters(categories=["Nd"]), min_size=4, max_size=4))
 @example("٢٠١٩")
+@counted
 def test_fuzzy_dates_are_written_in_ascii(year: str) -> None:
     try:
         loaded = load_fields("picket", {"date": year})

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fuzzkit import fuzz_settings, json_values
+from fuzzkit import counted, fuzz_settings, json_values
 from hypothesis import given
 from mutate import mutated_value
 from serverkit import Kit
@@ -111,6 +111,7 @@ def test_fast_path_under_generated_mutations(request_body: dict[str, Any]) -> No
 
     @fuzz_settings(short=300, long=20_000)
     @given(mutated_value(request_body) | json_values)
+    @counted
     def check(data: Any) -> None:
         fast = push_bundles(data)
         if fast is not None:
