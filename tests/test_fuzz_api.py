@@ -193,9 +193,15 @@ def test_every_role_gets_documented_answers(fuzz: FuzzEnv, mode: GenerationMode)
     tally.publish(roles=len(fuzz.roles), operations=len(operations))
     assert tally.server_errors == [], "\n\n".join(tally.server_errors[:3])
     assert tally.off_schema == [], "\n\n".join(tally.off_schema[:3])
-    # Every role reached the server's own refusals, not only the generic ones.
-    seen = {key.split(" ")[0] for key in tally.answers}
-    assert seen == {r.name for r in fuzz.roles}
+    # Whatever was generated: outsiders never got a workspace route to answer 2xx, and
+    # every member got at least one (the key log, which any member may read).
+    granted = {
+        key.split(" ")[0]
+        for key in tally.answers
+        if "/v1/w/{ws}/" in key and key.split(" ")[3].startswith("2")
+    }
+    members = {"admin", "coordinator", "volunteer", "pending", "invite"}
+    assert granted == (members if mode.is_positive else granted & members)
 
 
 def signed_get(env: FuzzEnv, role: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
