@@ -237,22 +237,12 @@ def test_query_integer_bounds(fuzz: FuzzEnv) -> None:
     assert got == [want for _, want in cases]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 8, item 4), fixed on branch i8-server: str.isdigit() lets other"
-    " Unicode digits through int_arg (² and ① crash int() with a 500, ٣ is read as 3)",
-)
 def test_query_integers_in_other_digits_are_refused(fuzz: FuzzEnv) -> None:
     path = fuzz.kit.path("changes")
     got = [signed_get(fuzz, "coordinator", path, {"limit": d}) for d in ("²", "①", "٣", "１")]
     assert [refused(answer) for answer in got] == [(400, True)] * 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 8, item 4), fixed on branch i8-server: the body is read with"
-    " json.loads, and a deeply nested one raises RecursionError (500)",
-)
 def test_deeply_nested_bodies_are_refused(fuzz: FuzzEnv) -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     answers = []
