@@ -136,7 +136,8 @@ def seal(
     for cell, inp in zip(bundle.cells, inputs, strict=True):
         own["cells"][inp.field] = cell.cell_id
     if replica is not None:
-        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key)
+        # Committed by the session's save, after the vault (cli/kit.py).
+        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key, commit=False)
     return bundle
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,7 +19,9 @@ from .. import keyring
 from ..errors import EXIT_CODES, NotAllowed, UsageError
 from ..profile import Profile
 from ..profile import open_profile as _open_profile
-from ..replica import Replica, open_replica
+
+if TYPE_CHECKING:
+    from ..replica import Replica
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,10 +96,14 @@ class Session:
 
     def writable_replica(self) -> Replica | None:
         """The replica a coordinator's own captures are folded into at once."""
+        from ..replica import open_replica
+
         self.replica = open_replica(self.prof)
         return self.replica
 
     def reading_replica(self, action: str) -> Replica:
+        from ..replica import open_replica
+
         self.prof.require_keyholder(action)
         self.prof.require_active()
         replica = open_replica(self.prof)
@@ -110,9 +116,17 @@ class Session:
         return replica
 
     def save(self) -> None:
+        # The vault first: a crash between the two leaves a capture in the outbox that
+        # the replica has not folded in (it comes back with the next pull), never one
+        # the replica holds and the device's chain has forgotten.
+        self.prof.save()
         if self.replica is not None:
             self.replica.save()
-        self.prof.save()
+
+    def close(self) -> None:
+        if self.replica is not None:
+            self.replica.close()
+            self.replica = None
 
 
 def session(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +134,11 @@ def session(f: Callable[..., Any]) -> Callable[..., Any]:
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with _open_profile() as prof:
-            return f(Session(prof), *args, **kwargs)
+            s = Session(prof)
+            try:
+                return f(s, *args, **kwargs)
+            finally:
+                s.close()
 
     wrapper.__name__ = f.__name__
     wrapper.__doc__ = f.__doc__

@@ -1,8 +1,19 @@
-"""`fieldsync` commands of coordinators: the merged records, conflicts, export."""
+"""`fieldsync` commands of coordinators: the merged records, conflicts, export.
+
+Thin over the read layer (`client_sync/view.py`), which the workbench uses too:
+`records` streams (or pages, with a filter or a sort), `show` reads one record
+through indexes, `conflicts` reads the index of open conflicts.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -11,31 +22,80 @@ from schemas.records import RECORD_TYPES
 
 from .. import outbox, view
 from ..errors import CliError, UsageError
-from ..vault import write_atomic
+from . import render
 from .kit import Session, cli, emit, format_option, session
 
-# --- the coordinator's view -----------------------------------------------------------
+
+def _csv_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    cols = view.export_columns()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for n, rec in enumerate(records):
+        writer.writerow(view.csv_row(rec, cols))
+        if n % 200 == 199:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _json_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    return render.json_array(rec.as_json() for rec in records)
 
 
 @cli.command()
 @click.option(
     "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help="Only this type."
 )
+@click.option("--search", default="", metavar="TEXT", help="Only records with these words.")
+@click.option("--sort", "sort_field", metavar="FIELD", help="Order by this field.")
+@click.option("--desc", is_flag=True, help="Descending order.")
+@click.option(
+    "--only", type=click.Choice(list(view.MARKERS)), help="Only records with this marker."
+)
+@click.option("--hide-deleted", is_flag=True, help="Leave deleted records out.")
+@click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N records.")
+@click.option("--offset", type=click.IntRange(0), default=0, metavar="N", help="Skip N first.")
 @format_option("table", "json", "csv")
 @session
-def records(s: Session, record_type: str | None, fmt: str) -> None:
-    """Coordinator: the merged records, with open conflicts and likely duplicates.
+def records(
+    s: Session,
+    record_type: str | None,
+    search: str,
+    sort_field: str | None,
+    desc: bool,
+    only: str | None,
+    hide_deleted: bool,
+    limit: int | None,
+    offset: int,
+    fmt: str,
+) -> None:
+    """Coordinator: the merged records, with open conflicts, likely duplicates and values
+    that fail their schema marked. Streams every record in capture order, or a page.
 
-    Example: fieldsync records --type detention --format json
+    Example: fieldsync records --type detention --search "Айгүл" --sort detained_at --format json
     """
+    if (sort_field or desc) and record_type is None:
+        raise UsageError("--sort and --desc need --type (each type has its own fields)")
     replica = s.reading_replica("read records")
-    recs = view.merged_records(replica, record_type)
-    if fmt == "json":
-        emit(view.to_json(recs))
-    elif fmt == "csv":
-        click.echo(view.to_csv(recs), nl=False)
+    if search or sort_field or desc or only or limit is not None or offset:
+        query = view.Query(
+            record_type, search, sort_field, desc, not hide_deleted, only, offset,
+            limit if limit is not None else 2**62,
+        )  # fmt: skip
+        recs: Iterable[view.Record] = view.records_page(replica, query).records
     else:
-        emit(view.records_table(recs))
+        recs = view.iter_records(replica, record_type, include_deleted=not hide_deleted)
+    chunks: Iterable[str]
+    if fmt == "json":
+        chunks = itertools.chain(_json_lines(recs), ["\n"])
+    elif fmt == "csv":
+        chunks = _csv_lines(recs)
+    else:
+        chunks = (line + "\n" for line in render.records_table(recs))
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
 
 
 @cli.command()
@@ -43,28 +103,34 @@ def records(s: Session, record_type: str | None, fmt: str) -> None:
 @format_option("text", "json")
 @session
 def show(s: Session, record_id: str, fmt: str) -> None:
-    """Coordinator: one record's fields, open conflicts, duplicates and history.
+    """Coordinator: one record's fields, open values, links both ways, duplicates, history.
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
     replica = s.reading_replica("read records")
-    rec = view.show(replica, outbox.check_record_id(record_id))
-    if rec is None:
+    detail = view.record_detail(replica, outbox.check_record_id(record_id))
+    if detail is None:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-    emit(view.to_json(rec) if fmt == "json" else view.show_text(rec))
+    if fmt == "json":
+        emit(json.dumps(detail.as_json(), ensure_ascii=False, indent=2))
+    else:
+        emit(render.show_text(detail))
 
 
 @cli.command()
 @format_option("text", "json")
 @session
 def conflicts(s: Session, fmt: str) -> None:
-    """Coordinator: every field with more than one open value, winner first.
+    """Coordinator: every field with more than one open value, oldest first, winner first.
 
     Example: fieldsync conflicts --format json
     """
     replica = s.reading_replica("read conflicts")
-    items = view.conflicts(replica)
-    emit(view.to_json(items) if fmt == "json" else view.conflicts_table(items))
+    items = view.conflict_queue(replica)
+    if fmt == "json":
+        emit(json.dumps([c.as_json() for c in items], ensure_ascii=False, indent=2))
+    else:
+        emit(render.conflicts_table(items))
 
 
 @cli.command()
@@ -99,11 +165,34 @@ def export(s: Session, fmt: str, out_path: str) -> None:
     Example: fieldsync export --format csv --out records.csv
     """
     replica = s.reading_replica("export records")
-    recs = view.merged_records(replica)
-    text = view.to_json(recs) + "\n" if fmt == "json" else view.to_csv(recs)
-    path = Path(out_path)
+    count = 0
+
+    def counted() -> Iterator[view.Record]:
+        nonlocal count
+        for rec in view.iter_records(replica):
+            count += 1
+            yield rec
+
+    recs = counted()
+    chunks = itertools.chain(_json_lines(recs), ["\n"]) if fmt == "json" else _csv_lines(recs)
     try:
-        write_atomic(path, text.encode("utf-8"))
+        _write_atomic(Path(out_path), chunks)
     except OSError as exc:
         raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
-    emit(f"exported {len(recs)} record(s) to {out_path}")
+    emit(f"exported {count} record(s) to {out_path}")
+
+
+def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Stream `chunks` into a new file beside `path`, then put it in place."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

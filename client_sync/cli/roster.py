@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import keyring, view
+from .. import keyring
 from .. import rekey as rekeying
 from ..errors import CliError, UsageError
-from ..profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
+from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
 from .kit import Session, cli, emit, format_option, session, warn
 
 # --- the roster -----------------------------------------------------------------------
@@ -36,7 +37,7 @@ def devices(s: Session, fmt: str) -> None:
     devs = sorted(log.devices.values(), key=lambda d: d.since)
     items = [{"device_id": d.device_id, "role": d.role, "status": d.status} for d in devs]
     if fmt == "json":
-        emit(view.to_json(items))
+        emit(json.dumps(items, ensure_ascii=False, indent=2))
         return
     for d in items:
         me = "  (this device)" if d["device_id"] == s.prof.device_id else ""
@@ -133,7 +134,7 @@ def wipe(yes: bool) -> None:
         )
     home = home_dir()
     removed = 0
-    for name in (VAULT_FILE, REPLICA_FILE):
+    for name in (VAULT_FILE, *REPLICA_FILES):
         path = home / name
         if path.exists():
             _shred(path)

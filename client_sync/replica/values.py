@@ -1,0 +1,116 @@
+"""What the read layer derives from a decrypted value: folded text, a sort key, a verdict.
+
+Pure: no I/O. Works on any script without ICU:
+
+- `fold` makes text case-, accent- and width-insensitive: Unicode compatibility
+  decomposition (NFKD: full-width Latin, Arabic presentation forms) and case
+  folding; accents on Latin and Greek letters, Arabic short-vowel marks (harakat),
+  format characters (joiners, direction marks) and the tatweel are dropped, and
+  spaces collapsed. Marks that make a letter of its own elsewhere stay (Cyrillic
+  й, Uyghur ئ with its hamza); ё reads as е, as Russian writers use them. Cyrillic,
+  Latin, Chinese and Uyghur's Arabic script all search and sort by it.
+- `sort_key` orders values of one column: missing < null < booleans < numbers (by
+  value) < text (by folded code points) < anything else a device sent.
+- `problem` says why a value does not fit its field of the record schema (None when
+  it does): a buggy or hostile device can seal anything, and it is shown, not dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+from typing import Any
+
+from schemas.records import DELETED_FIELD, RECORD_TYPES
+
+_TATWEEL = "\u0640"
+_HARAKAT = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0670"}
+
+
+def _latin_or_greek(ch: str) -> bool:
+    c = ord(ch)
+    return c < 0x0400 or 0x1E00 <= c < 0x2000
+
+
+@functools.lru_cache(maxsize=4096)
+def fold(text: str) -> str:
+    """Case-, accent- and width-insensitive form of `text`, spaces collapsed."""
+    kept: list[str] = []
+    base = ""
+    for ch in unicodedata.normalize("NFKD", text.casefold()):
+        category = unicodedata.category(ch)
+        if category == "Cf" or ch == _TATWEEL or ch in _HARAKAT:
+            continue
+        if category in ("Mn", "Me"):
+            if _latin_or_greek(base):
+                continue
+        else:
+            base = ch
+        kept.append(ch)
+    folded = unicodedata.normalize("NFC", "".join(kept)).replace("ё", "е")
+    return " ".join(folded.split())
+
+
+def as_text(value: Any) -> str:
+    """The value as a person reads it: text as is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _number_key(n: int) -> str:
+    # Order-preserving text for integers: sign, digit count, digits (complemented
+    # for negatives, so that -5 sorts before -4).
+    digits = str(abs(n))
+    if n >= 0:
+        return f"p{len(digits):02d}{digits}"
+    return f"n{99 - len(digits):02d}" + digits.translate(str.maketrans("0123456789", "9876543210"))
+
+
+def sort_key(value: Any) -> str:
+    kind = type(value)
+    if value is None:
+        return "1"
+    if kind is bool:
+        return "2" + ("1" if value else "0")
+    if kind is int:
+        return "3" + _number_key(value)
+    if kind is str:
+        return "4" + fold(value)
+    return "5" + as_text(value)
+
+
+# --- the schema's verdict -------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _schema(record_type: str) -> Any:
+    cls = RECORD_TYPES.get(record_type)
+    return cls() if cls is not None else None
+
+
+def problem(record_type: str, field: str, value: Any) -> str | None:
+    """Why `value` does not fit `record_type.field`, or None when it does.
+
+    A value fits when the field's schema loads it to exactly itself: `"40"` for a
+    count is the text a command line typed, not a number, and is reported.
+    """
+    if field == DELETED_FIELD:
+        return None if type(value) is bool else "a deletion mark must be true or false"
+    schema = _schema(record_type)
+    if schema is None:
+        return f"unknown record type {record_type!r}"
+    spec = schema.fields.get(field)
+    if spec is None:
+        return f"{record_type} has no field {field!r}"
+    from marshmallow import ValidationError
+
+    try:
+        loaded = spec.deserialize(value)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, list) else [str(exc.messages)]
+        return " ".join(str(m) for m in messages)
+    if type(loaded) is not type(value) or loaded != value:
+        return f"not in the field's form (it would read as {as_text(loaded)})"
+    return None
