@@ -108,12 +108,13 @@ class Query:
     only: str | None = None  # one of MARKERS: records that carry it
     offset: int = 0
     limit: int = 50
+    count: bool = True  # the total too: one count over an index (or over the matches)
 
 
 @dataclass
 class Page:
     records: list[Record]
-    total: int  # records that match, on every page
+    total: int | None  # records that match, on every page (None: not counted)
     query: Query
 
 
@@ -205,11 +206,14 @@ def _where(query: Query, alias: str = "r") -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "1"), params
 
 
-def _scanned(replica: Replica, q: Query) -> tuple[list[str], int]:
+def _scanned(replica: Replica, q: Query) -> tuple[list[str], int | None]:
     """No filter: walk an index in the order asked for, from the offset."""
     db = replica.db
     where, params = _where(q)
-    (total,) = db.execute(f"SELECT count(*) FROM records r WHERE {where}", params).fetchone()  # noqa: S608
+    total = None
+    if q.count:
+        sql = f"SELECT count(*) FROM records r WHERE {where}"  # noqa: S608
+        total = int(db.execute(sql, params).fetchone()[0])
     direction = "DESC" if q.descending else "ASC"
     if q.sort is None:
         order = "r.record_type, " if q.record_type is not None else ""
@@ -218,7 +222,7 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int]:
             f" ORDER BY {order}r.first_hlc {direction}, r.record_id {direction} LIMIT ? OFFSET ?",
             [*params, q.limit, q.offset],
         ).fetchall()
-        return [r[0] for r in rows], int(total)
+        return [r[0] for r in rows], total
     # Records that hold the field, in its order (the partial index on winners) ...
     sort_params: list[Any] = [q.sort]
     type_match = "c.record_type = r.record_type"
@@ -235,7 +239,7 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int]:
     ).fetchall()
     ids = [r[0] for r in rows]
     if len(ids) == q.limit:
-        return ids, int(total)
+        return ids, total
     # ... then those without it, in capture order.
     if ids:
         held = q.offset + len(ids)
@@ -248,7 +252,7 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int]:
         " ORDER BY r.first_hlc, r.record_id LIMIT ? OFFSET ?",
         [*params, q.sort, q.limit - len(ids), max(0, q.offset - held)],
     ).fetchall()
-    return ids + [r[0] for r in rows], int(total)
+    return ids + [r[0] for r in rows], total
 
 
 _ONLY = {

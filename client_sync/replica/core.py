@@ -11,18 +11,19 @@ the cursor that stands for it, so an interrupted pull resumes where it stopped.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from protocol import crypto, keylog
 from protocol.errors import InvalidBundle, MergeConflictError
+from protocol.merge import MAX_HEADS
 from protocol.model import Bundle
 
 from . import chains, derived, store
 from .merging import PageMerge
-from .opening import Keys, Opener, Pending, Result, open_one
+from .opening import Keys, Opened, Opener, Pending, Result, open_one
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Replica:
         self.db = store.connect(path, key)
         self._open_txn = False
 
-    def _begin(self) -> None:
+    def begin(self) -> None:
         if not self._open_txn:
             self.db.execute("BEGIN IMMEDIATE")
             self._open_txn = True
@@ -105,7 +106,7 @@ class Replica:
         merged nowhere.
         """
         pairs = list(bundles)
-        self._begin()
+        self.begin()
         try:
             out = self._ingest(pairs, log, Keys.of(log, epoch_keys, tag_key), opened)
             if cursor is not None:
@@ -199,6 +200,22 @@ class Replica:
         self._count("bundles", out.bundles)
         self._count("cells", out.cells)
         return out
+
+    def merge_opened(
+        self,
+        cells: Sequence[Opened],
+        keyholder: Callable[[str], bool],
+        max_heads: int | None = MAX_HEADS,
+    ) -> int:
+        """Merge cells opened elsewhere as one batch, in the open transaction (a migrated
+        replica, tests); returns how many were new. `keyholder(device_id)`: its role."""
+        self.begin()
+        merge = PageMerge(self.db, keyholder)
+        merge.load(cells)
+        n = merge.fold(cells, max_heads)
+        self._apply(merge)
+        self._count("cells", n)
+        return n
 
     def _apply(self, merge: PageMerge) -> None:
         merge.write()

@@ -22,9 +22,8 @@ import sqlite3
 from pathlib import Path
 
 from ..vault import open_blob
-from . import chains, derived
+from . import chains
 from .core import Replica
-from .merging import PageMerge
 from .opening import Opened
 from .values import sort_key
 
@@ -57,7 +56,7 @@ def migrate(legacy: Path, target: Path, key: bytes, workspace: str, keyholders: 
 
 def _copy(old: sqlite3.Connection, new: Replica, keyholders: set[str]) -> None:
     db = new.db
-    db.execute("BEGIN IMMEDIATE")
+    new.begin()
     try:
         bundles = old.execute(
             "SELECT bundle_id, device_id, seq, prev, hash, change, ok FROM bundles"
@@ -78,31 +77,23 @@ def _copy(old: sqlite3.Connection, new: Replica, keyholders: set[str]) -> None:
                 (f"chain:{dev}:{i:06d}", dev, m) for i, m in enumerate(chains.gaps(db, dev))
             ]
         db.executemany("INSERT OR REPLACE INTO problems VALUES (?, ?, ?)", problems)
-        cells = 0
         rows = old.execute(
             "SELECT record_id, field_tag, cell_id, hlc, supersedes, device_id, bundle_id,"
             " record_type, field, value FROM cells ORDER BY hlc, cell_id"
         )
         while batch := rows.fetchmany(_BATCH):
-            merge = PageMerge(db, keyholders.__contains__)
             opened = [
                 Opened(rid, tag, cid, hlc, tuple(json.loads(sup)), dev, bid, rtype, fname,
                        value, sort_key(json.loads(value)))
                 for rid, tag, cid, hlc, sup, dev, bid, rtype, fname, value in batch
             ]  # fmt: skip
-            merge.load(opened)
-            # The old replica merged these already: fold them as one batch, unbounded
-            # (a register it let grow past the bound is kept, not refused now).
-            cells += merge.fold(opened, max_heads=None)
-            merge.write()
-            derived.ensure_records(db, merge.accepted)
-            derived.update_conflicts(db, {k: merge.final_heads(k) for k in merge.changed})
-            derived.refresh(db, {c.record_id for c in merge.accepted})
+            # The old replica merged these already: unbounded (a register it let grow
+            # past the bound is kept, not refused now).
+            new.merge_opened(opened, keyholders.__contains__, max_heads=None)
         db.execute("INSERT INTO meta VALUES ('count:bundles', ?)", (len(bundles),))
-        db.execute("INSERT INTO meta VALUES ('count:cells', ?)", (cells,))
-        db.execute("COMMIT")
+        new.save()
     except BaseException:
-        db.execute("ROLLBACK")
+        new.close()
         raise
 
 

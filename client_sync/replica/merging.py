@@ -111,11 +111,11 @@ class PageMerge:
             for c in cells
         ]  # fmt: skip
         delta = fold(self.view, metas, max_heads)
-        new = {m.cell_id for m in delta.accepted}
-        self.accepted.extend(c for c in cells if c.cell_id in new)
+        by_key = {(c.record_id, c.field_tag, c.cell_id): c for c in cells}
+        self.accepted.extend(by_key[(m.record_id, m.field_tag, m.cell_id)] for m in delta.accepted)
         self.namings.extend(delta.namings)
         self.changed.update(delta.heads)
-        return len(new)
+        return len(delta.accepted)
 
     def write(self) -> None:
         """Store the accepted cells and namings; set the flags of every changed register."""
