@@ -189,6 +189,7 @@ def records_page(replica: Replica, query: Query) -> Page:
     """One page of records; its cost follows the page (and the matches of a filter)."""
     if query.only is not None and query.only not in MARKERS:
         raise ValueError(f"unknown marker {query.only!r}")
+    total: int | None
     if query.search.strip() or query.only:
         ids, total = _filtered(replica, query)
     else:
@@ -262,7 +263,7 @@ _ONLY = {
 }
 
 
-def _filtered(replica: Replica, q: Query) -> tuple[list[str], int]:
+def _filtered(replica: Replica, q: Query) -> tuple[list[str], int | None]:
     """A filter: its matches (from the full-text index or a marker's table), sorted here."""
     db = replica.db
     where, params = _where(q)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from replicakit import temp_replica
+from test_merge_laws import SETTINGS
 
 from client_sync.replica import chains
 from protocol.model import Bundle
@@ -42,6 +43,7 @@ def whole_chain_check(held: dict[int, tuple[str, str]]) -> list[str]:
     st.sets(st.integers(2, 40)),  # signed with a wrong prev
     st.randoms(use_true_random=False),
 )
+@SETTINGS
 def test_runs_find_what_the_whole_chain_check_finds(
     length: int, withheld: set[int], broken: set[int], rnd: object
 ) -> None:

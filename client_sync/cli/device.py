@@ -7,13 +7,8 @@ from typing import Any
 
 import click
 
-from schemas.records import RECORD_TYPES
-
-from .. import enrol, keyring, outbox
-from .. import sync as syncing
-from ..profile import new_profile
-from ..replica import open_replica
 from .kit import (
+    RECORD_TYPE_NAMES,
     Session,
     cli,
     emit,
@@ -37,6 +32,9 @@ def init(server: str, name: str, code: str) -> None:
 
     Example: fieldsync init --server http://127.0.0.1:8000 --workspace "Picket log" --code CODE
     """
+    from .. import enrol
+    from ..profile import new_profile
+
     with new_profile() as (home, passphrase):
         prof = enrol.init(home, passphrase, server, name, code)
     from protocol.keylog import safety_number
@@ -59,8 +57,8 @@ def init(server: str, name: str, code: str) -> None:
     "--expires-in",
     "hours",
     type=float,
-    default=enrol.INVITE_HOURS,
-    show_default=True,
+    default=lambda: _enrol().INVITE_HOURS,
+    show_default="168 (7 days)",
     metavar="HOURS",
     help="Hours until the invite expires.",
 )
@@ -72,6 +70,8 @@ def invite(s: Session, role: str, qr_path: str | None, hours: float) -> None:
 
     Example: fieldsync invite --role volunteer --qr invite.png
     """
+    from .. import enrol
+
     text = enrol.make_invite(s.prof, s.client(), role, hours)
     s.save()
     if qr_path:
@@ -89,6 +89,9 @@ def join(invite_text: str, name: str | None) -> None:
 
     Example: fieldsync join fieldsync-invite:eyJ...
     """
+    from .. import enrol
+    from ..profile import new_profile
+
     enrol.read_invite(invite_text)  # a damaged invite fails before any passphrase prompt
     with new_profile() as (home, passphrase):
         prof = enrol.join(home, passphrase, invite_text, name)
@@ -109,6 +112,8 @@ def approve(s: Session, device_id: str) -> None:
 
     Example: fieldsync approve 3q2-7wX1Hc0Kd8pZ4hF1Ag
     """
+    from .. import keyring
+
     keyring.approve(s.prof, s.client(), device_id)
     s.save()
     emit(f"approved {device_id}: it can now pull and decrypt after `fieldsync sync`")
@@ -118,7 +123,7 @@ def approve(s: Session, device_id: str) -> None:
 
 
 @cli.command()
-@click.argument("record_type", metavar="TYPE", type=click.Choice(list(RECORD_TYPES)))
+@click.argument("record_type", metavar="TYPE", type=click.Choice(RECORD_TYPE_NAMES))
 @set_option
 @click.option("--json", "json_file", metavar="FILE", help="Field values as one JSON object.")
 @session
@@ -127,6 +132,8 @@ def add(s: Session, record_type: str, pairs: tuple[str, ...], json_file: str | N
 
     Example: fieldsync add picket --set date=2026-12-04 --set attendance=40
     """
+    from .. import outbox
+
     replica = s.writable_replica()
     record_id = outbox.add(s.prof, record_type, values_of(pairs, json_file), replica)
     s.save()
@@ -144,6 +151,8 @@ def edit(s: Session, record_id: str, record_type: str | None, pairs: tuple[str, 
 
     Example: fieldsync edit 6JrG1k2m9bq8ZQ0bq1cV_w --set released_at=2026-12-04T21:10
     """
+    from .. import outbox
+
     replica = s.writable_replica()
     rtype = outbox.edit(s.prof, record_id, record_type, values_of(pairs), replica)
     s.save()
@@ -159,6 +168,8 @@ def delete(s: Session, record_id: str, record_type: str | None) -> None:
 
     Example: fieldsync delete 6JrG1k2m9bq8ZQ0bq1cV_w
     """
+    from .. import outbox
+
     replica = s.writable_replica()
     rtype = outbox.delete(s.prof, record_id, record_type, replica)
     s.save()
@@ -172,8 +183,8 @@ def delete(s: Session, record_id: str, record_type: str | None) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 500),
-    default=syncing.PUSH_BATCH,
-    show_default=True,
+    default=lambda: _sync().PUSH_BATCH,
+    show_default="100",
     help="Bundles per push request.",
 )
 @session
@@ -182,6 +193,8 @@ def sync(s: Session, batch_size: int) -> None:
 
     Example: fieldsync sync
     """
+    from .. import sync as syncing
+
     pushed, pulled = syncing.sync(s.prof, s.client(), batch_size)
     emit(
         f"pushed {pushed.accepted + pushed.stored} bundle(s): {pushed.accepted} accepted,"
@@ -237,7 +250,11 @@ def status(s: Session, fmt: str) -> None:
         "kdf": "argon2id m={}KiB t={} p={}".format(*prof.vault.cost)
         + (" (FIELDSYNC_KDF_FAST: for tests only)" if prof.vault.fast_kdf else ""),
     }
-    replica = open_replica(prof)
+    replica = None
+    if me.is_keyholder:  # a volunteer's status does not load the replica's code
+        from ..replica import open_replica
+
+        replica = open_replica(prof)
     if replica is not None:
         info["replica"] = replica.counts()
         info["problems"] = replica.problems()
@@ -255,3 +272,18 @@ def status(s: Session, fmt: str) -> None:
         warn(f"rejected bundle {r['seq']} ({r['bundle_id']}): {r['code']}: {r['message']}")
     for p in info.get("problems", []):
         warn(p)
+
+
+# Imported when a command runs, not when the command line starts (`fieldsync --help`).
+
+
+def _enrol() -> Any:
+    from .. import enrol
+
+    return enrol
+
+
+def _sync() -> Any:
+    from .. import sync
+
+    return sync

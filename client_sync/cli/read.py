@@ -15,18 +15,20 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from schemas.records import RECORD_TYPES
-
-from .. import outbox, view
 from ..errors import CliError, UsageError
-from . import render
-from .kit import Session, cli, emit, format_option, session
+from .kit import RECORD_TYPE_NAMES, Session, cli, emit, format_option, session
+
+if TYPE_CHECKING:
+    from .. import view
 
 
 def _csv_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    from .. import view
+
     cols = view.export_columns()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -41,18 +43,20 @@ def _csv_lines(records: Iterable[view.Record]) -> Iterator[str]:
 
 
 def _json_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    from . import render
+
     return render.json_array(rec.as_json() for rec in records)
 
 
 @cli.command()
-@click.option(
-    "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help="Only this type."
-)
+@click.option("--type", "record_type", type=click.Choice(RECORD_TYPE_NAMES), help="Only this type.")
 @click.option("--search", default="", metavar="TEXT", help="Only records with these words.")
 @click.option("--sort", "sort_field", metavar="FIELD", help="Order by this field.")
 @click.option("--desc", is_flag=True, help="Descending order.")
 @click.option(
-    "--only", type=click.Choice(list(view.MARKERS)), help="Only records with this marker."
+    "--only",
+    type=click.Choice(["conflicts", "duplicates", "invalid"]),  # view.MARKERS
+    help="Only records with this marker.",
 )
 @click.option("--hide-deleted", is_flag=True, help="Leave deleted records out.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N records.")
@@ -76,6 +80,9 @@ def records(
 
     Example: fieldsync records --type detention --search "Айгүл" --sort detained_at --format json
     """
+    from .. import view
+    from . import render
+
     if (sort_field or desc) and record_type is None:
         raise UsageError("--sort and --desc need --type (each type has its own fields)")
     replica = s.reading_replica("read records")
@@ -107,6 +114,9 @@ def show(s: Session, record_id: str, fmt: str) -> None:
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
+    from .. import outbox, view
+    from . import render
+
     replica = s.reading_replica("read records")
     detail = view.record_detail(replica, outbox.check_record_id(record_id))
     if detail is None:
@@ -125,6 +135,9 @@ def conflicts(s: Session, fmt: str) -> None:
 
     Example: fieldsync conflicts --format json
     """
+    from .. import view
+    from . import render
+
     replica = s.reading_replica("read conflicts")
     items = view.conflict_queue(replica)
     if fmt == "json":
@@ -144,6 +157,8 @@ def resolve(s: Session, record_id: str, field: str, value: str | None, keep: int
 
     Example: fieldsync resolve 6JrG1k2m9bq8ZQ0bq1cV_w attendance --keep 1
     """
+    from .. import outbox
+
     if (value is None) == (keep is None):
         raise UsageError("give exactly one of --value VALUE or --keep N")
     replica = s.reading_replica("resolve conflicts")
@@ -164,6 +179,8 @@ def export(s: Session, fmt: str, out_path: str) -> None:
 
     Example: fieldsync export --format csv --out records.csv
     """
+    from .. import view
+
     replica = s.reading_replica("export records")
     count = 0
 

@@ -9,10 +9,7 @@ from typing import Any
 
 import click
 
-from .. import keyring
-from .. import rekey as rekeying
 from ..errors import CliError, UsageError
-from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
 from .kit import Session, cli, emit, format_option, session, warn
 
 # --- the roster -----------------------------------------------------------------------
@@ -26,6 +23,8 @@ def devices(s: Session, fmt: str) -> None:
 
     Example: fieldsync devices --format json
     """
+    from .. import keyring
+
     try:
         log = keyring.refresh_log(s.prof, s.client())
         s.prof.save()
@@ -53,6 +52,9 @@ def revoke(s: Session, device_id: str, rekey: bool) -> None:
 
     Example: fieldsync revoke 3q2-7wX1Hc0Kd8pZ4hF1Ag --rekey
     """
+    from .. import keyring
+    from .. import rekey as rekeying
+
     client = s.client()
     rotated = keyring.revoke(s.prof, client, device_id)
     s.save()
@@ -69,8 +71,8 @@ def revoke(s: Session, device_id: str, rekey: bool) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1000),
-    default=rekeying.PAGE,
-    show_default=True,
+    default=lambda: _rekey_page(),
+    show_default="200",
     help="Bundles per re-key page (one server transaction each).",
 )
 @session
@@ -79,6 +81,8 @@ def rotate(s: Session, rekey: bool, resume: bool, batch_size: int) -> None:
 
     Example: fieldsync rotate --rekey
     """
+    from .. import keyring
+
     if resume and not rekey:
         raise UsageError("--resume goes with --rekey")
     client = s.client()
@@ -93,6 +97,8 @@ def rotate(s: Session, rekey: bool, resume: bool, batch_size: int) -> None:
 
 
 def _rekey(s: Session, client: Any, batch_size: int) -> None:
+    from .. import rekey as rekeying
+
     try:
         n = rekeying.rekey(s.prof, client, batch_size)
     except CliError as exc:
@@ -116,6 +122,8 @@ def safety_number(s: Session) -> None:
     """
     from protocol.keylog import safety_number as number
 
+    from .. import keyring
+
     log = keyring.refresh_log(s.prof, s.client())
     s.prof.save()
     emit(number(log.head))
@@ -132,6 +140,8 @@ def wipe(yes: bool) -> None:
         raise UsageError(
             "wipe destroys this device's keys and any unsent captures: rerun with --yes"
         )
+    from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
+
     home = home_dir()
     removed = 0
     for name in (VAULT_FILE, *REPLICA_FILES):
@@ -160,3 +170,9 @@ def _shred(path: Path) -> None:
             os.fsync(fh.fileno())
     finally:
         path.unlink(missing_ok=True)
+
+
+def _rekey_page() -> int:
+    from .. import rekey
+
+    return rekey.PAGE

@@ -21,7 +21,7 @@ from protocol.errors import InvalidBundle, MergeConflictError
 from protocol.merge import MAX_HEADS
 from protocol.model import Bundle
 
-from . import chains, derived, store
+from . import chains, store
 from .merging import PageMerge
 from .opening import Keys, Opened, Opener, Pending, Result, open_one
 
@@ -218,6 +218,8 @@ class Replica:
         return n
 
     def _apply(self, merge: PageMerge) -> None:
+        from . import derived  # the record schemas: not for a command that only reads counts
+
         merge.write()
         derived.ensure_records(self.db, merge.accepted)
         derived.update_conflicts(self.db, {k: merge.final_heads(k) for k in merge.changed})

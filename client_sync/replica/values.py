@@ -22,8 +22,6 @@ import json
 import unicodedata
 from typing import Any
 
-from schemas.records import DELETED_FIELD, RECORD_TYPES
-
 _TATWEEL = "\u0640"
 _HARAKAT = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0670"}
 
@@ -86,6 +84,8 @@ def sort_key(value: Any) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _schema(record_type: str) -> Any:
+    from schemas.records import RECORD_TYPES  # marshmallow: only when a value is judged
+
     cls = RECORD_TYPES.get(record_type)
     return cls() if cls is not None else None
 
@@ -96,6 +96,8 @@ def problem(record_type: str, field: str, value: Any) -> str | None:
     A value fits when the field's schema loads it to exactly itself: `"40"` for a
     count is the text a command line typed, not a number, and is reported.
     """
+    from schemas.records import DELETED_FIELD
+
     if field == DELETED_FIELD:
         return None if type(value) is bool else "a deletion mark must be true or false"
     schema = _schema(record_type)
