@@ -137,8 +137,8 @@ def load(replica: Replica, ids: Sequence[str], duplicates: bool = True) -> list[
     }
     heads: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in db.execute(
-        "SELECT record_id, record_type, field, value, hlc, device_id, cell_id, winner"  # noqa: S608
-        f" FROM cells WHERE head = 1 AND record_id IN ({marks})",
+        "SELECT record_id, record_type, field, value, hlc, device_id, cell_id, winner,"  # noqa: S608
+        f" problem FROM cells WHERE head = 1 AND record_id IN ({marks})",
         ids,
     ):
         heads[row[0]].append(row)
@@ -157,10 +157,9 @@ def load(replica: Replica, ids: Sequence[str], duplicates: bool = True) -> list[
         _, rtype, first, deleted = row
         own: dict[str, list[tuple[tuple[int, int, str, str], Value]]] = defaultdict(list)
         foreign: dict[str, list[tuple[tuple[int, int, str, str], Value]]] = defaultdict(list)
-        for _, ctype, name, value_json, hlc, dev, cid, winner in heads[rid]:
+        for _, ctype, name, value_json, hlc, dev, cid, winner, why in heads[rid]:
             value = json.loads(value_json)
             if ctype == rtype:
-                why = problem(rtype, name, value)
                 own[name].append(((winner, hlc, dev, cid), Value(value, dev, hlc, cid, why)))
             else:
                 why = f"a {ctype} value under a {rtype} record"
@@ -249,7 +248,7 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int | None]:
     rows = db.execute(
         f"SELECT r.record_id FROM records r WHERE {where} AND NOT EXISTS"  # noqa: S608
         " (SELECT 1 FROM cells c WHERE c.record_id = r.record_id AND c.field = ?"
-        " AND c.winner = 1 AND c.record_type = r.record_type)"
+        " AND c.head = 1 AND c.winner = 1 AND c.record_type = r.record_type)"
         " ORDER BY r.first_hlc, r.record_id LIMIT ? OFFSET ?",
         [*params, q.sort, q.limit - len(ids), max(0, q.offset - held)],
     ).fetchall()
@@ -301,7 +300,8 @@ def _sorted_by_field(replica: Replica, ids: list[str], name: str, descending: bo
             replica.db.execute(
                 "SELECT c.record_id, c.sort_key FROM cells c JOIN records r"  # noqa: S608
                 f" ON r.record_id = c.record_id WHERE c.record_id IN ({marks})"
-                " AND c.field = ? AND c.winner = 1 AND c.record_type = r.record_type",
+                " AND c.head = 1 AND c.field = ? AND c.winner = 1"
+                " AND c.record_type = r.record_type",
                 [*part, name],
             ).fetchall()
         )

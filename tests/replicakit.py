@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +14,6 @@ from typing import Any
 
 from client_sync.replica import Replica
 from client_sync.replica.opening import Opened
-from client_sync.replica.values import sort_key
 
 COORDINATOR = "device-coordinator"
 _ids = count()
@@ -51,10 +49,9 @@ def cell(
     cell_id: str | None = None,
 ) -> Opened:
     cid = cell_id or f"cell-{next(_ids):08d}"
-    return Opened(
+    return Opened.of(
         record_id, tag(record_id, record_type, field), cid, hlc, supersedes, device,
-        f"bundle-{cid}", record_type, field, json.dumps(value, ensure_ascii=False),
-        sort_key(value),
+        f"bundle-{cid}", record_type, field, value,
     )  # fmt: skip
 
 

@@ -15,17 +15,15 @@ from test_merge_laws import SETTINGS, histories, reference, split
 from client_sync import view
 from client_sync.replica import Replica
 from client_sync.replica.opening import Opened
-from client_sync.replica.values import sort_key
 from protocol.merge import CellMeta
 
 
 def as_opened(c: CellMeta) -> Opened:
     deleting = c.field_tag == "tag-deleted"
     value: Any = True if deleting else f"value of {c.cell_id}"
-    return Opened(
+    return Opened.of(
         c.record_id, c.field_tag, c.cell_id, c.hlc, c.supersedes, c.device_id, c.digest,
-        "picket", "_deleted" if deleting else c.field_tag[4:], f'"{value}"' if not deleting
-        else "true", sort_key(value),
+        "picket", "_deleted" if deleting else c.field_tag[4:], value,
     )  # fmt: skip
 
 

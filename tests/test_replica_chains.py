@@ -4,6 +4,8 @@ receipt states) is the end of the gap-free stretch from bundle 1."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 from replicakit import temp_replica
@@ -42,10 +44,11 @@ def whole_chain_check(held: dict[int, tuple[str, str]]) -> list[str]:
     st.sets(st.integers(1, 40)),  # withheld
     st.sets(st.integers(2, 40)),  # signed with a wrong prev
     st.randoms(use_true_random=False),
+    st.lists(st.integers(0, 40), max_size=5),  # page cuts
 )
 @SETTINGS
 def test_runs_find_what_the_whole_chain_check_finds(
-    length: int, withheld: set[int], broken: set[int], rnd: object
+    length: int, withheld: set[int], broken: set[int], rnd: object, cuts: list[int]
 ) -> None:
     held = {}
     for seq in range(1, length + 1):
@@ -54,17 +57,21 @@ def test_runs_find_what_the_whole_chain_check_finds(
             held[seq] = (prev if seq > 1 else "zero", f"hash-{seq}")
     arrival = sorted(held)
     rnd.shuffle(arrival)  # type: ignore[attr-defined]
+    points = sorted({0, len(arrival), *(c % (len(arrival) + 1) for c in cuts)})
     with temp_replica() as replica:
         db = replica.db
-        for n, seq in enumerate(arrival):
-            prev, h = held[seq]
-            db.execute(
-                "INSERT INTO bundles VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (f"b{seq}", DEV, seq, prev, h, n),
+        for a, b in itertools.pairwise(points):
+            page = chains.PageChains(db)
+            bundles = [stub(seq, held[seq][0], f"b{seq}") for seq in arrival[a:b]]
+            page.known(bundles)
+            for bundle in bundles:
+                assert page.add(bundle, held[bundle.seq][1]) is None
+            page.flush()
+            db.executemany(
+                "INSERT INTO bundles VALUES (?, ?, ?, ?, ?, NULL, 1)",
+                [(x.bundle_id, DEV, x.seq, x.prev, held[x.seq][1]) for x in bundles],
             )
-            assert chains.add(db, stub(seq, prev, f"b{seq}"), h) is None
-            partial = {s: held[s] for s in arrival[: n + 1]}
-            assert chains.gaps(db, DEV) == whole_chain_check(partial)
+            assert chains.gaps(db, DEV) == whole_chain_check({s: held[s] for s in arrival[:b]})
         top = 0
         while top + 1 in held and (top == 0 or held[top + 1][0] == f"hash-{top}"):
             top += 1
@@ -74,12 +81,14 @@ def test_runs_find_what_the_whole_chain_check_finds(
         (runs,) = db.execute("SELECT count(*) FROM runs").fetchone()
         starts_late = 1 if held and 1 not in held else 0
         assert runs == (len(whole_chain_check(held)) + 1 - starts_late if held else 0)
-        fork = stub(arrival[0], "anything", "a-second-bundle") if arrival else None
-        if fork is not None:
-            db.execute(
-                "INSERT INTO bundles VALUES (?, ?, ?, ?, ?, NULL, 1)",
-                ("a-second-bundle", DEV, fork.seq, "anything", "h"),
-            )
-            assert chains.add(db, fork, "h") == (
+        if arrival:
+            page = chains.PageChains(db)
+            fork = stub(arrival[0], "anything", "a-second-bundle")
+            page.known([fork])
+            assert page.add(fork, "h") == (
                 f"device {DEV}: two different bundles numbered {fork.seq} (a fork)"
             )
+            twins = [stub(99, "x", "twin-1"), stub(99, "y", "twin-2")]  # a fork within a page
+            assert [page.add(t, t.bundle_id) for t in twins] == [
+                None, f"device {DEV}: two different bundles numbered 99 (a fork)"
+            ]  # fmt: skip

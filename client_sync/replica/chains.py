@@ -22,38 +22,75 @@ from typing import Any
 from protocol.model import Bundle
 
 
-def add(db: Any, bundle: Bundle, bundle_hash: str) -> str | None:
-    """Put a verified bundle into its device's runs; a fork's message instead."""
-    dev, seq = bundle.device_id, bundle.seq
-    other = db.execute(
-        "SELECT bundle_id FROM bundles WHERE device_id = ? AND seq = ? AND ok = 1"
-        " AND bundle_id != ?",
-        (dev, seq, bundle.bundle_id),
-    ).fetchone()
-    if other is not None:
-        return f"device {dev}: two different bundles numbered {seq} (a fork)"
-    _join(db, dev, seq, bundle.prev, bundle_hash)
-    return None
+class PageChains:
+    """The runs of the devices one page touches, held in memory while the page is folded
+    in and written back by `flush` (a device has one run per gap, so few rows)."""
 
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.runs: dict[str, dict[int, list[Any]]] = {}  # device -> first seq -> run
+        self.ends: dict[str, dict[int, int]] = {}  # device -> last seq -> first seq
+        self.held: dict[tuple[str, int], str] = {}  # (device, seq) -> bundle id
 
-def _join(db: Any, dev: str, seq: int, prev: str, bundle_hash: str) -> None:
-    first, first_prev, last, last_hash = seq, prev, seq, bundle_hash
-    before = db.execute(
-        "SELECT first_seq, last_seq, first_prev, last_hash FROM runs WHERE device_id = ?"
-        " AND first_seq < ? ORDER BY first_seq DESC LIMIT 1",
-        (dev, seq),
-    ).fetchone()
-    if before is not None and before[1] == seq - 1 and before[3] == prev:
-        db.execute("DELETE FROM runs WHERE device_id = ? AND first_seq = ?", (dev, before[0]))
-        first, first_prev = before[0], before[2]
-    after = db.execute(
-        "SELECT last_seq, first_prev, last_hash FROM runs WHERE device_id = ? AND first_seq = ?",
-        (dev, seq + 1),
-    ).fetchone()
-    if after is not None and after[1] == bundle_hash:
-        db.execute("DELETE FROM runs WHERE device_id = ? AND first_seq = ?", (dev, seq + 1))
-        last, last_hash = after[0], after[2]
-    db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)", (dev, first, last, first_prev, last_hash))
+    def _device(self, dev: str) -> None:
+        if dev in self.runs:
+            return
+        runs = {
+            first: [first, last, first_prev, last_hash]
+            for first, last, first_prev, last_hash in self.db.execute(
+                "SELECT first_seq, last_seq, first_prev, last_hash FROM runs WHERE device_id = ?",
+                (dev,),
+            )
+        }
+        self.runs[dev] = runs
+        self.ends[dev] = {run[1]: first for first, run in runs.items()}
+
+    def known(self, bundles: list[Bundle]) -> None:
+        """Read which (device, seq) of these bundles are held already (fork check)."""
+        by_dev: dict[str, list[int]] = {}
+        for b in bundles:
+            by_dev.setdefault(b.device_id, []).append(b.seq)
+        for dev, seqs in by_dev.items():
+            for i in range(0, len(seqs), 500):
+                part = seqs[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for seq, bid in self.db.execute(
+                    f"SELECT seq, bundle_id FROM bundles WHERE device_id = ? AND ok = 1"  # noqa: S608
+                    f" AND seq IN ({marks})",
+                    [dev, *part],
+                ):
+                    self.held[(dev, seq)] = bid
+
+    def add(self, bundle: Bundle, bundle_hash: str) -> str | None:
+        """Put a verified bundle into its device's runs; a fork's message instead."""
+        dev, seq = bundle.device_id, bundle.seq
+        other = self.held.get((dev, seq))
+        if other is not None and other != bundle.bundle_id:
+            return f"device {dev}: two different bundles numbered {seq} (a fork)"
+        self.held[(dev, seq)] = bundle.bundle_id
+        self._device(dev)
+        runs, ends = self.runs[dev], self.ends[dev]
+        run: list[Any] = [seq, seq, bundle.prev, bundle_hash]
+        before = runs.get(ends.get(seq - 1, -1))
+        if before is not None and before[3] == bundle.prev:
+            del ends[before[1]]
+            before[1], before[3] = seq, bundle_hash
+            run = before
+        after = runs.get(seq + 1)
+        if after is not None and after[2] == bundle_hash:
+            del runs[seq + 1]
+            del ends[after[1]]
+            run[1], run[3] = after[1], after[3]
+        runs[run[0]] = run
+        ends[run[1]] = run[0]
+        return None
+
+    def flush(self) -> None:
+        for dev, runs in self.runs.items():
+            self.db.execute("DELETE FROM runs WHERE device_id = ?", (dev,))
+            self.db.executemany(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?)", [(dev, *run) for run in runs.values()]
+            )
 
 
 def gaps(db: Any, dev: str) -> list[str]:
@@ -91,19 +128,16 @@ def heads(db: Any) -> dict[str, tuple[int, str]]:
 
 def rebuild(db: Any) -> list[tuple[str, str, str]]:
     """Runs from every verified bundle (a migrated replica); the forks found, as problem
-    rows. Bundles of one device go in number order, so each joins the run before it."""
+    rows."""
     db.execute("DELETE FROM runs")
-    rows = db.execute(
-        "SELECT device_id, seq, prev, hash FROM bundles WHERE ok = 1"
-        " ORDER BY device_id, seq, bundle_id"
-    ).fetchall()
+    page = PageChains(db)
     forks = []
-    held: set[tuple[str, int]] = set()
-    for dev, seq, prev, h in rows:
-        if (dev, seq) in held:
-            message = f"device {dev}: two different bundles numbered {seq} (a fork)"
-            forks.append((f"fork:{dev}:{seq}", dev, message))
-            continue
-        held.add((dev, seq))
-        _join(db, dev, seq, prev, h)
+    for bid, dev, seq, prev, h in db.execute(
+        "SELECT bundle_id, device_id, seq, prev, hash FROM bundles WHERE ok = 1"
+        " ORDER BY device_id, seq, bundle_id"
+    ).fetchall():
+        fork = page.add(Bundle("", bid, dev, seq, prev, 0, "", (), 0, "", ""), h)
+        if fork is not None:
+            forks.append((f"fork:{dev}:{seq}", dev, fork))
+    page.flush()
     return forks

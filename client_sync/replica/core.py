@@ -134,13 +134,12 @@ class Replica:
             results = dict(zip(ids, pending.results(), strict=True))
         fresh: list[tuple[Bundle, int | None]] = []
         in_page: set[str] = set()
+        held = self._known([b.bundle_id for b, _ in pairs])
         for bundle, change in pairs:
             if bundle.bundle_id in in_page:
                 continue
             in_page.add(bundle.bundle_id)
-            known = db.execute(
-                "SELECT hash, change, ok FROM bundles WHERE bundle_id = ?", (bundle.bundle_id,)
-            ).fetchone()
+            known = held.get(bundle.bundle_id)
             if known is not None and known[2]:
                 lie = self._served_again(bundle, change, known[0], known[1], log)
                 if lie:
@@ -162,6 +161,9 @@ class Replica:
 
         merge = PageMerge(db, keyholder)
         merge.load(c for cells in opened if isinstance(cells, list) for c in cells)
+        page_chains = chains.PageChains(db)
+        page_chains.known([b for b, _ in fresh])
+        rows = []
         for (bundle, change), cells in zip(fresh, opened, strict=True):
             out.bundles += 1
             out.devices.add(bundle.device_id)
@@ -174,11 +176,8 @@ class Replica:
                 except MergeConflictError as exc:
                     refusal, verb = (exc.code, exc.reason), "was refused by the merge"
             bundle_hash = _hash_or_blank(bundle)
-            db.execute(
-                "INSERT INTO bundles VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (bundle.bundle_id, bundle.device_id, bundle.seq, bundle.prev, bundle_hash,
-                 change, 0 if refusal else 1),
-            )  # fmt: skip
+            rows.append((bundle.bundle_id, bundle.device_id, bundle.seq, bundle.prev,
+                         bundle_hash, change, 0 if refusal else 1))  # fmt: skip
             if refusal is not None:
                 message = (
                     f"device {bundle.device_id}: bundle {bundle.seq} ({bundle.bundle_id})"
@@ -187,9 +186,11 @@ class Replica:
                 out.failed.append(message)
                 self._problem(f"bad:{bundle.bundle_id}", bundle.device_id, message)
                 continue
-            fork = chains.add(db, bundle, bundle_hash)
+            fork = page_chains.add(bundle, bundle_hash)
             if fork is not None:
                 self._problem(f"fork:{bundle.device_id}:{bundle.seq}", bundle.device_id, fork)
+        db.executemany("INSERT INTO bundles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        page_chains.flush()
         # Devices whose chains need a check, kept with the data: a pull cut off
         # before its end still gets them checked by the next one.
         db.executemany(
@@ -216,6 +217,19 @@ class Replica:
         self._apply(merge)
         self._count("cells", n)
         return n
+
+    def _known(self, bundle_ids: list[str]) -> dict[str, tuple[str, int | None, int]]:
+        """bundle id -> (hash, change, ok) of the bundles among these already held."""
+        out = {}
+        for i in range(0, len(bundle_ids), 500):
+            part = bundle_ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for bid, h, change, ok in self.db.execute(
+                f"SELECT bundle_id, hash, change, ok FROM bundles WHERE bundle_id IN ({marks})",  # noqa: S608
+                part,
+            ):
+                out[bid] = (h, change, ok)
+        return out
 
     def _apply(self, merge: PageMerge) -> None:
         from . import derived  # the record schemas: not for a command that only reads counts

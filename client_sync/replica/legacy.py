@@ -25,7 +25,6 @@ from ..vault import open_blob
 from . import chains
 from .core import Replica
 from .opening import Opened
-from .values import sort_key
 
 LEGACY_FILE = "replica.sealed"
 _BATCH = 5000
@@ -83,8 +82,8 @@ def _copy(old: sqlite3.Connection, new: Replica, keyholders: set[str]) -> None:
         )
         while batch := rows.fetchmany(_BATCH):
             opened = [
-                Opened(rid, tag, cid, hlc, tuple(json.loads(sup)), dev, bid, rtype, fname,
-                       value, sort_key(json.loads(value)))
+                Opened.of(rid, tag, cid, hlc, tuple(json.loads(sup)), dev, bid, rtype, fname,
+                          json.loads(value))
                 for rid, tag, cid, hlc, sup, dev, bid, rtype, fname, value in batch
             ]  # fmt: skip
             # The old replica merged these already: unbounded (a register it let grow

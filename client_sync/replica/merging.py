@@ -134,10 +134,10 @@ class PageMerge:
                 c.record_id, c.field_tag, c.cell_id, c.record_type, c.field, c.value, c.hlc,
                 c.device_id, c.bundle_id,
                 json.dumps(list(c.supersedes)) if c.supersedes else "[]",
-                c.sort_key, head, winner,
+                c.sort_key, c.problem, head, winner,
             ))  # fmt: skip
         self.db.executemany(
-            "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
         # Stored cells whose flags changed (the rest of `flags`: none of them is new).
         stored_was = {

@@ -25,7 +25,7 @@ from protocol import crypto, keylog
 from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 
-from .values import sort_key
+from .values import problem, sort_key
 
 # Below this many bundles a page is opened in this process: a pool is not worth starting.
 POOL_THRESHOLD = 64
@@ -44,6 +44,29 @@ class Opened(NamedTuple):
     field: str
     value: str  # JSON text
     sort_key: str
+    problem: str | None  # why the record schema refuses the value (None: it fits)
+
+    @classmethod
+    def of(
+        cls,
+        record_id: str,
+        field_tag: str,
+        cell_id: str,
+        hlc: int,
+        supersedes: tuple[str, ...],
+        device_id: str,
+        bundle_id: str,
+        record_type: str,
+        field: str,
+        value: Any,
+    ) -> Opened:
+        """With what the read layer derives from the value, worked out here (in a worker
+        when the pool opens the bundle) rather than in the process that writes."""
+        return cls(
+            record_id, field_tag, cell_id, hlc, supersedes, device_id, bundle_id, record_type,
+            field, json.dumps(value, ensure_ascii=False), sort_key(value),
+            problem(record_type, field, value),
+        )  # fmt: skip
 
 
 Result = list[Opened] | tuple[str, str]  # the cells, or (code, reason) of the refusal
@@ -85,7 +108,7 @@ def open_one(bundle: Bundle, keys: Keys) -> Result:
     except InvalidBundle as exc:
         return (exc.code, exc.reason)
     return [
-        Opened(
+        Opened.of(
             c.record_id,
             c.field_tag,
             c.cell_id,
@@ -95,8 +118,7 @@ def open_one(bundle: Bundle, keys: Keys) -> Result:
             c.bundle_id,
             c.record_type,
             c.field,
-            json.dumps(c.value, ensure_ascii=False),
-            sort_key(c.value),
+            c.value,
         )
         for c in cells
     ]

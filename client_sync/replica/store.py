@@ -40,17 +40,17 @@ CREATE TABLE runs (
 ) WITHOUT ROWID;
 
 -- Decrypted cells. `head`: no effective naming reaches it; `winner`: the head that
--- wins its register. `sort_key`: the value's order-preserving key (text.py).
+-- wins its register. `sort_key`: the value's order-preserving key; `problem`: why the
+-- record schema refuses the value, NULL when it fits (values.py).
 CREATE TABLE cells (
     record_id TEXT NOT NULL, field_tag TEXT NOT NULL, cell_id TEXT NOT NULL,
     record_type TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
     hlc INTEGER NOT NULL, device_id TEXT NOT NULL, bundle_id TEXT NOT NULL,
-    supersedes TEXT NOT NULL, sort_key TEXT NOT NULL,
+    supersedes TEXT NOT NULL, sort_key TEXT NOT NULL, problem TEXT,
     head INTEGER NOT NULL, winner INTEGER NOT NULL,
     PRIMARY KEY (record_id, field_tag, cell_id)
 ) WITHOUT ROWID;
 CREATE INDEX cells_heads ON cells (record_id, field_tag) WHERE head = 1;
-CREATE INDEX cells_winner ON cells (record_id, field) WHERE winner = 1;
 CREATE INDEX cells_sort ON cells (record_type, field, sort_key, record_id) WHERE winner = 1;
 
 -- Who named which cell in a `supersedes`: the merge's view of a late cell (merging.py).
@@ -122,7 +122,7 @@ def connect(path: Path, key: bytes) -> Any:
             ) from None
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA cache_size = -16000")  # 16 MiB of decrypted pages
+        db.execute("PRAGMA cache_size = -65536")  # 64 MiB of decrypted pages
         row = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()
         if not row[0]:
             db.execute("BEGIN")

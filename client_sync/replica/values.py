@@ -66,6 +66,9 @@ def _number_key(n: int) -> str:
     return f"n{99 - len(digits):02d}" + digits.translate(str.maketrans("0123456789", "9876543210"))
 
 
+SORT_PREFIX = 48  # characters of text that order a column; longer values tie after them
+
+
 def sort_key(value: Any) -> str:
     kind = type(value)
     if value is None:
@@ -75,8 +78,8 @@ def sort_key(value: Any) -> str:
     if kind is int:
         return "3" + _number_key(value)
     if kind is str:
-        return "4" + fold(value)
-    return "5" + as_text(value)
+        return "4" + fold(value)[:SORT_PREFIX]
+    return "5" + as_text(value)[:SORT_PREFIX]
 
 
 # --- the schema's verdict -------------------------------------------------------------
