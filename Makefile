@@ -29,8 +29,10 @@ demo: venv
 serve: venv
 	$(BIN)/fieldsync-server run
 
+# Every benchmark; writes bench/results.json and the tables of docs/BENCHMARKS.md.
+# QUICK=1: tiny sizes, a smoke run (under a minute).
 bench: venv
-	$(BIN)/python bench/core.py
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

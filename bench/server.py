@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # after the packages: bench/server.py is no `server`
 
 import kit as bench_kit  # noqa: E402
 from servergun import BIN, Gunicorn  # noqa: E402
