@@ -14,7 +14,7 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,34 +57,45 @@ class Ran:
     err: bytes
 
 
+# Started by a small Python process of its own: on Linux a child's peak RSS (from
+# `wait4`) counts the memory of the process that forked it, up to its exec, so a
+# command forked straight from this (large) benchmark would report our memory.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(proc.returncode)
+"""
+
+
 def run_child(args: Sequence[str], env: dict[str, str], stdout_path: Path | None = None) -> Ran:
-    """Run a command to its end; its own peak RSS comes from `wait4` (not the maximum over
-    every child this process ever had, as RUSAGE_CHILDREN would give)."""
-    out_fh = open(stdout_path, "wb") if stdout_path else None
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(args),
-        env=env,
-        stdout=out_fh or subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    got: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(target=lambda n=n, f=f: got.__setitem__(n, f.read()))
-        for n, f in (("out", proc.stdout), ("err", proc.stderr))
-        if f is not None
-    ]
-    for t in readers:
-        t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    for t in readers:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    if out_fh is not None:
-        out_fh.close()
-    return Ran(proc.returncode, wall, usage.ru_maxrss / 1024, got.get("out", b""), got["err"])
+    """Run a command to its end: wall time, and its own peak RSS (with the workers it
+    waited for), through `_LAUNCHER`."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        out_fh = open(stdout_path, "wb") if stdout_path else None
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, rss.name, *args],
+            env=child_env(env),
+            stdout=out_fh or subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        wall = time.perf_counter() - start
+        if out_fh is not None:
+            out_fh.close()
+        peak = int(rss.read() or 0) / 1024
+    return Ran(proc.returncode, wall, peak, proc.stdout or b"", proc.stderr)
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """A command's environment as a user's: bytecode caches written and read (an
+    installed package has them; this workplace turns them off for its own tools)."""
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def fieldsync(*args: str, env: dict[str, str], stdout_path: Path | None = None) -> Ran:

@@ -155,3 +155,24 @@ def test_likely_duplicates_follow_the_cells() -> None:
         # Deleting one of a pair takes the pair away.
         merge(replica, [cell(c, "detention", "_deleted", True, 30, "device-coordinator")])
         assert ids(replica, only="duplicates", include_deleted=True) == []
+
+
+ODD = [None, True, False, 0, -1, 40, 10**13, "", " x", "x ", "40", "forty", "2024", "2024-13",
+       "2024-02-30", "2024-02-29", "2023-02-29", "2024-03-05T11:20", "2024-03-05 11:20",
+       "2024-3-5T11:20", "2024-03-05T25:20", "A" * 22, "A" * 21, "KZT", "kzt", "camp", "Camp",
+       "x" * 4000, "x" * 4001, [1], {"a": 1}, "Айгүл"]  # fmt: skip
+
+
+def test_the_quick_verdict_is_the_schemas() -> None:
+    """`problem` clears common values without marshmallow; on every field of every type
+    (and a reserved and an unknown one) it says what the schema says."""
+    from client_sync.replica.values import _judged, problem
+    from schemas.records import RECORD_TYPES, field_names
+
+    for rtype in [*RECORD_TYPES, "pamphlet"]:
+        names = field_names(rtype) if rtype in RECORD_TYPES else ["title"]
+        for name in [*names, "_deleted", "nope"]:
+            for value in ODD:
+                assert problem(rtype, name, value) == _judged(rtype, name, value), (
+                    rtype, name, value,
+                )  # fmt: skip

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import unicodedata
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 _TATWEEL = "\u0640"
@@ -34,6 +37,8 @@ def _latin_or_greek(ch: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Case-, accent- and width-insensitive form of `text`, spaces collapsed."""
+    if text.isascii():  # most values: no marks to drop, case folding is lowering
+        return " ".join(text.lower().split())
     kept: list[str] = []
     base = ""
     for ch in unicodedata.normalize("NFKD", text.casefold()):
@@ -97,8 +102,17 @@ def problem(record_type: str, field: str, value: Any) -> str | None:
     """Why `value` does not fit `record_type.field`, or None when it does.
 
     A value fits when the field's schema loads it to exactly itself: `"40"` for a
-    count is the text a command line typed, not a number, and is reported.
+    count is the text a command line typed, not a number, and is reported. The
+    common cases are decided by `_fits` without marshmallow (a first pull judges every
+    value); anything it does not clear goes through the schema for its message.
     """
+    fits = _fits(record_type, field)
+    if fits is not None and fits(value):
+        return None
+    return _judged(record_type, field, value)
+
+
+def _judged(record_type: str, field: str, value: Any) -> str | None:
     from schemas.records import DELETED_FIELD
 
     if field == DELETED_FIELD:
@@ -119,3 +133,81 @@ def problem(record_type: str, field: str, value: Any) -> str | None:
     if type(loaded) is not type(value) or loaded != value:
         return f"not in the field's form (it would read as {as_text(loaded)})"
     return None
+
+
+_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d\Z")
+
+
+@functools.lru_cache(maxsize=256)
+def _fits(record_type: str, field: str) -> Callable[[Any], bool] | None:
+    """A quick test that a value loads to itself, for the field kinds of the schemas;
+    None for a kind it does not know (the schema judges those)."""
+    from marshmallow import fields, validate
+
+    from schemas.records import (
+        _FUZZY_DATE,
+        _RECORD_ID,
+        DELETED_FIELD,
+        Count,
+        FuzzyDate,
+        LocalDateTime,
+        RecordRef,
+    )
+
+    if field == DELETED_FIELD:
+        return lambda v: type(v) is bool
+    schema = _schema(record_type)
+    spec = schema.fields.get(field) if schema is not None else None
+    kind = type(spec)
+    if kind is Count:
+        return lambda v: type(v) is int and 0 <= v <= 10**12
+    if kind is fields.Boolean:
+        return lambda v: type(v) is bool
+    if kind is RecordRef:
+        return lambda v: type(v) is str and _RECORD_ID.match(v) is not None
+    if kind is FuzzyDate:
+        return lambda v: type(v) is str and _FUZZY_DATE.match(v) is not None and _day(v)
+    if kind is LocalDateTime:
+        return lambda v: type(v) is str and _DATE_TIME.match(v) is not None and _moment(v)
+    if kind is not fields.String or spec is None:
+        return None
+    lengths: list[tuple[int, float]] = []
+    choices: list[frozenset[str]] = []
+    patterns: list[Any] = []  # compiled patterns
+    for rule in spec.validators:
+        if type(rule) is validate.Length and rule.equal is None:
+            lengths.append((rule.min or 0, rule.max if rule.max is not None else float("inf")))
+        elif type(rule) is validate.OneOf:
+            choices.append(frozenset(rule.choices))
+        elif type(rule) is validate.Regexp:
+            patterns.append(rule.regex)
+        else:
+            return None
+
+    def fits(v: Any) -> bool:
+        return (
+            type(v) is str
+            and all(low <= len(v) <= high for low, high in lengths)
+            and all(v in allowed for allowed in choices)
+            and all(rx.match(v) is not None for rx in patterns)
+        )
+
+    return fits
+
+
+def _day(text: str) -> bool:
+    if len(text) != 10:
+        return True
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _moment(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
