@@ -26,8 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from protocol.hlc import physical_ms
-from schemas.records import DELETED_FIELD, RECORD_TYPES, field_names
+from schemas.records import DELETED_FIELD
 
+# Exports' columns and cells live in export.py; named here too, for the callers of before.
+from .export import cell_text as cell_text
+from .export import csv_row as csv_row
+from .export import export_columns as export_columns
 from .replica import Replica
 from .replica.values import fold, problem
 
@@ -442,26 +446,3 @@ def conflict_queue(replica: Replica, offset: int = 0, limit: int | None = None) 
         ]
         out.append(Conflict(rid, rtype, name, since, values))
     return out
-
-
-# --- export ---------------------------------------------------------------------------
-
-
-def export_columns() -> list[str]:
-    cols = ["id", "type", "deleted"]
-    for rtype in RECORD_TYPES:
-        cols.extend(name for name in field_names(rtype) if name not in cols)
-    return cols
-
-
-def cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def csv_row(rec: Record, cols: list[str]) -> list[str]:
-    row = {"id": rec.id, "type": rec.type, "deleted": rec.deleted, **rec.fields}
-    return [cell_text(row.get(c)) for c in cols]

@@ -65,11 +65,14 @@ class Replica:
             self.db.execute("COMMIT")
             self._open_txn = False
 
+    def _rollback(self) -> None:
+        self._open_txn = False
+        if self.db.in_transaction:  # not when BEGIN itself failed
+            self.db.execute("ROLLBACK")
+
     def close(self) -> None:
         """Close; anything not saved is rolled back (the vault was not saved either)."""
-        if self._open_txn:
-            self.db.execute("ROLLBACK")
-            self._open_txn = False
+        self._rollback()
         self.db.close()
 
     # --- meta -------------------------------------------------------------------------
@@ -114,8 +117,7 @@ class Replica:
             if commit:
                 self.save()
         except BaseException:
-            self._open_txn = False
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         return out
 
@@ -306,7 +308,7 @@ class Replica:
                 found += forks + missing
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
         return found
 
