@@ -35,7 +35,7 @@ from schemas.records import DATE_FIELD, DELETED_FIELD, NAME_FIELD, RECORD_TYPES,
 from .values import as_text, fold
 
 DUPLICATE_RATIO = 0.8
-NEIGHBOURS = 6
+NEIGHBOURS = 4
 _CHUNK = 500
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 
