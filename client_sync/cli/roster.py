@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import click
 
-from .. import keyring, operations, view
+from .. import keyring, operations
 from .. import rekey as rekeying
 from ..errors import UsageError
-from ..profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
 from .kit import cli, emit, format_option, unlocked, warn
 
 # --- the roster -----------------------------------------------------------------------
@@ -32,7 +32,7 @@ def devices(fmt: str) -> None:
     if offline:
         warn(offline)
     if fmt == "json":
-        emit(view.to_json(items))
+        emit(json.dumps(items, ensure_ascii=False, indent=2))
         return
     width = max((len(d["name"] or "") for d in items), default=0)
     for d in items:
@@ -119,9 +119,11 @@ def wipe(yes: bool) -> None:
         raise UsageError(
             "wipe destroys this device's keys and any unsent captures: rerun with --yes"
         )
+    from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
+
     home = home_dir()
     removed = 0
-    for name in (VAULT_FILE, REPLICA_FILE):
+    for name in (VAULT_FILE, *REPLICA_FILES):
         path = home / name
         if path.exists():
             _shred(path)
