@@ -195,7 +195,8 @@ def measure_size(ws: Workspace, size: int, held: int, tmp: Path, repeats: int) -
     out = {"first_sync_s": first.wall, "first_sync_peak_mib": first.peak_mib}
 
     def one_new() -> kit.Ran:
-        kit.fieldsync("add", "picket", "--set", "place=One more square", "--set", "attendance=3",
+        kit.fieldsync("add", "picket", "--set", "place=One more square", "--set", "date=2026-12-05",
+                      "--set", "attendance=3",
                       env=vol)  # fmt: skip
         kit.fieldsync("sync", env=vol)
         return kit.fieldsync("sync", env=admin)
@@ -265,7 +266,9 @@ def operations(ws: Workspace, target: str, repeats: int) -> dict[str, float]:
     vol = ws.env(ws.cli_home)
     runs = []
     for _ in range(repeats):
-        kit.fieldsync("add", "picket", "--set", "place=One more square", env=vol)
+        kit.fieldsync(
+            "add", "picket", "--set", "place=One more square", "--set", "date=2026-12-05", env=vol
+        )
         kit.fieldsync("sync", env=vol)
         started = time.perf_counter()
         _, got = syncing.sync(prof, keyring.client_for(prof))

@@ -35,7 +35,8 @@ def test_filters_sorts_and_pages(tmp_path: object) -> None:
     assert records(admin, "--hide-deleted") == [r for r in everyone if not r["deleted"]]
     csv_text = admin.run("records", "--format", "csv", "--only", "conflicts").out
     assert (
-        csv_text.splitlines()[0].startswith("id,type,deleted,") and len(csv_text.splitlines()) == 2
+        csv_text.splitlines()[0].startswith("id,type,recorded_by,recorded_at,")
+        and len(csv_text.splitlines()) == 2
     )
     usage = admin.run("records", "--sort", "date", check=False)
     assert usage.rc == 2 and "--sort and --desc need --type" in usage.err
@@ -61,8 +62,16 @@ def test_show_links_both_ways(tmp_path: object) -> None:
     assert f"picket_id -> picket {IDS['picket']}" in text
 
 
-def test_the_record_types_are_the_schemas() -> None:
+def test_the_names_the_command_line_keeps_are_the_cores() -> None:
+    """The command line names a few of the core's values so that `--help` loads no core."""
+    from client_sync import enrol, rekey, sync
+    from client_sync.cli import device, roster
+    from client_sync.cli import enrol as cli_enrol
+
     assert RECORD_TYPE_NAMES == list(RECORD_TYPES)
+    assert device.PUSH_BATCH == sync.PUSH_BATCH
+    assert cli_enrol.INVITE_HOURS == enrol.INVITE_HOURS
+    assert roster.REKEY_PAGE == rekey.PAGE
 
 
 def test_help_loads_no_core_no_schemas_no_replica() -> None:

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import CliError, UsageError
-from .kit import RECORD_TYPE_NAMES, Session, cli, emit, format_option, session, unlocked
+from .kit import RECORD_TYPE_NAMES, cli, emit, format_option, session, unlocked
 
 if TYPE_CHECKING:
     from .. import view
+    from ..device import Session
 
 
 def _csv_lines(records: Iterable[view.Record]) -> Iterator[str]:
