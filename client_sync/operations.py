@@ -9,6 +9,8 @@ of its own.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +82,18 @@ def not_duplicates(s: Session, a: str, b: str) -> None:
     s.save()
 
 
+class Export:
+    """An export's text in pieces (streamed: memory stays flat), and how many records
+    it held once the pieces are consumed."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self._chunks
+
+
 def export(
     s: Session,
     fmt: str,
@@ -87,22 +101,42 @@ def export(
     *,
     deleted: bool = False,
     bom: bool = True,
-) -> tuple[str, int]:
-    """The text of an export and how many records it holds.
+    records: Iterable[Any] | None = None,
+) -> Export:
+    """An export of the merged records (or of `records`, already chosen by a page).
 
     CSV: one sheet (of one type, or of all), with who recorded each record and when,
     open conflicts marked (every open value, the winner first), a byte-order mark for
-    spreadsheet programs, deleted records only with `deleted`. JSON: the merged
-    records as `records --format json` lists them, deleted ones flagged.
+    spreadsheet programs, deleted records only with `deleted`. JSON: the records as
+    `records --format json` lists them, deleted ones flagged (left out without
+    `deleted` when a type's sheet is asked for).
     """
+    from . import export as exports
     from . import view
 
     replica = s.reading_replica("export records")
+    chosen: Iterable[view.Record] = (
+        records
+        if records is not None
+        else view.iter_records(replica, record_type, include_deleted=deleted or fmt == "json")
+    )
+    out = Export(iter(()))
+
+    def counted() -> Iterator[view.Record]:
+        for rec in chosen:
+            out.count += 1
+            yield rec
+
     if fmt == "json":
-        recs = view.merged_records(replica, record_type)
-        return view.to_json(recs) + "\n", len(recs)
-    columns, rows = view.type_rows(replica, record_type, deleted=deleted, names=device_names(s))
-    return view.rows_csv(columns, rows, bom=bom), len(rows)
+        from .cli.render import json_array
+
+        out._chunks = itertools.chain(json_array(r.as_json() for r in counted()), ["\n"])
+    else:
+        columns, rows = exports.sheet(
+            replica, record_type, deleted=deleted, names=device_names(s), records=counted()
+        )
+        out._chunks = exports.csv_text(columns, rows, bom=bom)
+    return out
 
 
 # --- the outbox ---------------------------------------------------------------------------
@@ -164,8 +198,6 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
 def status(s: Session) -> dict[str, Any]:
     """Role, workspace, epoch, outbox, rejected bundles, last sync; a keyholder's replica
     counts and problems. Offline."""
-    from .replica import open_replica
-
     prof = s.prof
     me = prof.me()
     info: dict[str, Any] = {
@@ -191,13 +223,16 @@ def status(s: Session) -> dict[str, Any]:
         "kdf": "argon2id m={}KiB t={} p={}".format(*prof.vault.cost)
         + (" (FIELDSYNC_KDF_FAST: for tests only)" if prof.vault.fast_kdf else ""),
     }
-    replica = open_replica(prof)
-    if replica is not None:
-        try:
-            info["replica"] = replica.counts()
-            info["problems"] = replica.problems()
-        finally:
-            replica.close()
+    if me.is_keyholder:  # a volunteer's status does not load the replica's code
+        from .replica import open_replica
+
+        replica = open_replica(prof)
+        if replica is not None:
+            try:
+                info["replica"] = replica.counts()
+                info["problems"] = replica.problems()
+            finally:
+                replica.close()
     return info
 
 

@@ -169,7 +169,8 @@ def seal(
         "replaced": replaced,
     }
     if replica is not None:
-        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key)
+        # Committed by the session's save, after the vault (cli/kit.py).
+        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key, commit=False)
     return bundle
 
 

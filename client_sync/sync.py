@@ -29,10 +29,12 @@ from .keyring import refresh_log
 from .profile import Profile, now_iso
 from .progress import Progress
 from .replica import Replica, open_replica
+from .replica.opening import Keys, Pending
 from .transport import Client
 
 PUSH_BATCH = 100
 PULL_PAGE = 500
+COMMIT_EVERY = 10.0  # seconds of pulling per replica transaction
 MAX_STALLS = 3  # pages in a row that do not move the cursor before a pull stops
 _PUSH_RESPONSE = PushResponseSchema()
 
@@ -100,25 +102,53 @@ def _check_push_answer(answer: Any, sending: list[dict[str, Any]]) -> list[dict[
     return results
 
 
+Page = tuple[list[tuple[Bundle, int]], int, bool]  # bundles with change numbers, next, done
+
+
 def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
+    """Page through the changes since the replica's cursor. While one page is merged,
+    the next is fetched and opened on the other cores (`replica/opening.py`)."""
     out = PullResult()
     log = prof.log()
     epoch_keys = prof.epoch_keys()
     tag_key = prof.tag_key
     cursor = replica.cursor
     stalls = 0
-    with Progress("pulling") as bar:
-        while True:
-            page = client.get(
-                f"/v1/w/{client.workspace}/changes", {"since": cursor, "limit": PULL_PAGE}
-            )
-            bundles, nxt, done = _load_page(page)
-            if any(b.key_epoch not in epoch_keys for b, _ in bundles):
-                # A rotation newer than our copy of the log: fetch it and the new key.
+    committed = time.monotonic()
+    with Progress("pulling") as bar, replica.opener(log, epoch_keys, tag_key) as opener:
+
+        def start(page: Page) -> Pending:
+            nonlocal log, epoch_keys
+            if any(b.key_epoch not in epoch_keys for b, _ in page[0]):
+                # A rotation newer than our copy of the log: fetch it and the new key
+                # (a log only grows, so the pages before this one read it as well).
                 log = refresh_log(prof, client)
                 epoch_keys = prof.epoch_keys()
+                opener.update(Keys.of(log, epoch_keys, tag_key))
+            return opener.start([b for b, _ in page[0]])
+
+        first = _fetch(client, cursor)
+        opening = start(first)
+        page: Page | None = first
+        while page is not None:
+            bundles, nxt, done = page
+            # Change numbers are the server's word, not signed: the cursor never moves
+            # back, and a server that keeps answering without moving it is left.
+            stalls = stalls + 1 if nxt <= cursor else 0
+            cursor = max(cursor, nxt)
+            following: Page | None = None
+            if not (done or not bundles or stalls >= MAX_STALLS):
+                following = _fetch(client, cursor)
+                opening.results()  # (a new key for the next page restarts the pool)
+                next_opening = start(following)
+            # One transaction for several pages: a commit writes every page it dirtied
+            # (encrypted), so committing every ~10 s rather than every page halves a
+            # first pull. A cut pull loses at most that much; the cursor goes with it.
+            commit = following is None or time.monotonic() - committed > COMMIT_EVERY
             try:
-                got = replica.ingest(bundles, log, epoch_keys, tag_key)
+                got = replica.ingest(
+                    bundles, log, epoch_keys, tag_key, opened=opening, cursor=cursor, commit=commit
+                )
             except InvalidBundle as exc:
                 raise IntegrityError(f"the changes feed is inconsistent: {exc.reason}") from None
             out.bundles += got.bundles
@@ -128,18 +158,19 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             now_ms = int(time.time() * 1000)
             if got.max_hlc and hlc.physical_ms(got.max_hlc) <= now_ms + 300_000:
                 prof.state["hlc"] = hlc.observe(int(prof.state["hlc"]), got.max_hlc, now_ms)
-            # Change numbers are the server's word, not signed: the cursor never moves
-            # back, and a server that keeps answering without moving it is left.
-            stalls = stalls + 1 if nxt <= cursor else 0
-            cursor = max(cursor, nxt)
-            replica.cursor = cursor
+            if commit:
+                committed = time.monotonic()
             bar.advance(len(bundles))
-            if done or not bundles or stalls >= MAX_STALLS:
-                break
-            replica.save_every(30.0)
+            page = following
+            if following is not None:
+                opening = next_opening
     out.problems += replica.check_chains()
-    replica.save()
     return out
+
+
+def _fetch(client: Client, cursor: int) -> Page:
+    page = client.get(f"/v1/w/{client.workspace}/changes", {"since": cursor, "limit": PULL_PAGE})
+    return _load_page(page)
 
 
 def _load_page(page: Any) -> tuple[list[tuple[Bundle, int]], int, bool]:

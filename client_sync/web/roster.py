@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from schemas.records import N_
 
-from .. import enrol, keyring, operations, rekey, view
+from .. import enrol, keyring, operations, rekey
 from ..device import Session
 from ..errors import CliError
 from .app import device, jobs, page, reading, session
@@ -49,11 +49,9 @@ def devices() -> str:
 
 
 def _last_seen(s: Session) -> dict[str, str]:
-    """device id -> time of the newest capture from it this replica holds."""
-    replica = s.writable_replica() if s.prof.is_keyholder else None
-    if replica is None:
-        return {}
-    return {dev: view.hlc_time(stamp) for dev, stamp in replica.last_seen().items()}
+    """device id -> when it last published the head of its chain (its last sync), as
+    far as this device knows: the delivery heads, when this version keeps them."""
+    return {}
 
 
 @bp.post("/devices/invite")
