@@ -25,7 +25,7 @@ from protocol import crypto, keylog
 from protocol.encoding import b64d
 from protocol.errors import InvalidBundle, MergeConflictError
 from protocol.merge import CellMeta, State, merge
-from protocol.model import Bundle, OpenedCell
+from protocol.model import ZERO_HASH, Bundle, OpenedCell
 
 from .profile import REPLICA_FILE, Profile
 from .vault import open_blob, seal_blob, write_atomic
@@ -117,6 +117,42 @@ class Replica:
     @cursor.setter
     def cursor(self, value: int) -> None:
         self._set_meta("cursor", str(value))
+
+    @property
+    def incarnation(self) -> str | None:
+        """The server database's incarnation the cursor counts in (None before a pull)."""
+        value = self._meta("incarnation", "")
+        return value or None
+
+    @incarnation.setter
+    def incarnation(self, value: str) -> None:
+        self._set_meta("incarnation", value)
+
+    def chain_heads(self) -> dict[str, tuple[int, str]]:
+        """device id -> (seq, hash) of the last bundle of its chain held here without a
+        gap from 1 (each verified, each `prev` the hash of the one before)."""
+        out: dict[str, tuple[int, str]] = {}
+        rows = self.db.execute(
+            "SELECT device_id, seq, prev, hash FROM bundles WHERE ok = 1 ORDER BY device_id, seq"
+        )
+        for dev, seq, prev, h in rows:
+            n, last = out.get(dev, (0, ZERO_HASH))
+            if seq == n + 1 and prev == last:
+                out[dev] = (seq, h)
+        return {dev: head for dev, head in out.items() if head[0] > 0}
+
+    def held_seqs(self, device_id: str, low: int, high: int) -> set[int]:
+        """The seqs from `low` to `high` of a device's verified bundles held here."""
+        rows = self.db.execute(
+            "SELECT seq FROM bundles WHERE device_id = ? AND seq BETWEEN ? AND ? AND ok = 1",
+            (device_id, low, high),
+        )
+        return {int(r[0]) for r in rows}
+
+    def max_seqs(self) -> dict[str, int]:
+        """device id -> the highest seq of its verified bundles held here."""
+        rows = self.db.execute("SELECT device_id, max(seq) FROM bundles WHERE ok = 1 GROUP BY 1")
+        return {str(dev): int(seq) for dev, seq in rows}
 
     # --- ingesting bundles ------------------------------------------------------------
 

@@ -5,6 +5,8 @@ has acknowledged them (`accepted`, or `stored` for a retry of one it already
 had), and the vault is saved after every acknowledged batch. A run cut off
 mid-push is finished by the next run, which re-sends at most the one batch whose
 answer was lost; the server answers `stored` for those and nothing is merged twice.
+An acknowledged bundle is still kept, sealed, until a keyholder's receipt covers it
+(client_sync/delivery.py); the keyholder's side of that is client_sync/watch.py.
 
 Pull pages through `changes?since=cursor`; the cursor lives inside the replica
 itself, so it never runs ahead of the data it stands for.
@@ -23,6 +25,7 @@ from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 from schemas.wire import MAX_BUNDLES_PER_PUSH, PushResponseSchema, error_messages
 
+from . import delivery, watch
 from . import rekey as rekeying
 from .errors import IntegrityError, ServerError
 from .keyring import refresh_log
@@ -42,6 +45,8 @@ class PushResult:
     accepted: int = 0
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
+    resent: int = 0  # kept bundles the server had lost, sent again
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +57,7 @@ class PullResult:
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None  # why nothing was pulled
     exposed: int = 0  # bundles still sealed to an epoch a revoked keyholder held
+    fetched: int = 0  # missing bundles fetched one by one (by device and seq)
 
 
 def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
@@ -71,11 +77,14 @@ def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
                     continue
                 raise
             results = _check_push_answer(answer, sending)
+            acked = []
             for bundle, result in zip(sending, results, strict=True):
                 if result["status"] == "accepted":
                     out.accepted += 1
+                    acked.append(bundle)
                 elif result["status"] == "stored":
                     out.stored += 1
+                    acked.append(bundle)
                 else:
                     err = result.get("error") or {"code": "rejected", "message": ""}
                     prof.state["rejected"].append({"bundle": bundle, "error": err})
@@ -83,9 +92,30 @@ def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
                         f"bundle {bundle['seq']} ({bundle['bundle_id']}) was rejected:"
                         f" {err['code']}: {err['message']}"
                     )
+            delivery.mark_sent(prof, acked)
             prof.state["outbox"] = prof.state["outbox"][len(sending) :]
             prof.save()
             bar.advance(len(sending))
+    return out
+
+
+def resend(prof: Profile, client: Client, bundles: list[dict[str, Any]], batch: int) -> PushResult:
+    """Send again kept bundles that the server lost; they stay kept until a receipt."""
+    out = PushResult()
+    batch = max(1, min(batch, MAX_BUNDLES_PER_PUSH))
+    for i in range(0, len(bundles), batch):
+        sending = bundles[i : i + batch]
+        answer = client.post(f"/v1/w/{client.workspace}/push", {"bundles": sending}, retry=True)
+        for bundle, result in zip(sending, _check_push_answer(answer, sending), strict=True):
+            if result["status"] in ("accepted", "stored"):
+                out.resent += 1
+            else:
+                err = result.get("error") or {"code": "rejected", "message": ""}
+                out.warnings.append(
+                    f"bundle {bundle['seq']} ({bundle['bundle_id']}), which the server had lost,"
+                    f" was refused when sent again: {err['code']}: {err['message']};"
+                    " it stays kept on this device"
+                )
     return out
 
 
@@ -107,12 +137,21 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
     tag_key = prof.tag_key
     cursor = replica.cursor
     stalls = 0
+    rewound = False
     with Progress("pulling") as bar:
         while True:
             page = client.get(
                 f"/v1/w/{client.workspace}/changes", {"since": cursor, "limit": PULL_PAGE}
             )
-            bundles, nxt, done = _load_page(page)
+            bundles, nxt, done, incarnation, last = _load_page(page)
+            notice = watch.check_feed(replica, incarnation, last, cursor)
+            if notice is not None:
+                if rewound:
+                    raise IntegrityError("the server's change feed keeps starting over")
+                rewound = True
+                out.problems.append(notice)
+                cursor, stalls = 0, 0
+                continue
             if any(b.key_epoch not in epoch_keys for b, _ in bundles):
                 # A rotation newer than our copy of the log: fetch it and the new key.
                 log = refresh_log(prof, client)
@@ -137,12 +176,13 @@ def pull(prof: Profile, client: Client, replica: Replica) -> PullResult:
             if done or not bundles or stalls >= MAX_STALLS:
                 break
             replica.save_every(30.0)
-    out.problems += replica.check_chains()
+    # The chains are checked after the bundles still missing are fetched (watch.after_pull);
+    # devices with new bundles stay marked in the replica until then.
     replica.save()
     return out
 
 
-def _load_page(page: Any) -> tuple[list[tuple[Bundle, int]], int, bool]:
+def _load_page(page: Any) -> tuple[list[tuple[Bundle, int]], int, bool, str, int]:
     """Shape-check one changes page. Contents are verified by `open_bundle` after this.
 
     The feed is the hot path of a 100,000-record pull, so it is checked by hand
@@ -154,8 +194,11 @@ def _load_page(page: Any) -> tuple[list[tuple[Bundle, int]], int, bool]:
     try:
         nxt, done = page["next"], page["done"]
         raw = page["bundles"]
+        incarnation, last = page["incarnation"], page["last"]
         if type(nxt) is not int or type(done) is not bool or not isinstance(raw, list):
             raise TypeError("next, done or bundles")
+        if not isinstance(incarnation, str) or type(last) is not int:
+            raise TypeError("incarnation or last")
         bundles = []
         for item in raw:
             change = item["change"]
@@ -167,17 +210,24 @@ def _load_page(page: Any) -> tuple[list[tuple[Bundle, int]], int, bool]:
             bundles.append((bundle, change))
     except (KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"the server's changes page is malformed ({exc})") from None
-    return bundles, nxt, done
+    return bundles, nxt, done, incarnation, last
 
 
 def sync(
     prof: Profile, client: Client, batch: int = PUSH_BATCH
-) -> tuple[PushResult, PullResult | None]:
-    """The whole of `fieldsync sync`: log, push, then (keyholders) pull."""
-    refresh_log(prof, client)
+) -> tuple[PushResult, PullResult | None, delivery.Settled]:
+    """The whole of `fieldsync sync`: log, send again what the server lost, push, publish
+    this device's chain head; keyholders pull, fetch what is missing and sign receipts;
+    then the receipts about this device drop what they cover."""
+    delivery.refresh_or_revoked(prof, client)
     prof.save()
+    lost, warnings = delivery.lost_on_server(prof, client)
+    again = resend(prof, client, lost, batch) if lost else PushResult()
     pushed = push(prof, client, batch)
+    pushed.resent, pushed.warnings = again.resent, warnings + again.warnings
+    delivery.post_head(prof, client)
     pulled = None
+    own = None
     if prof.is_keyholder:
         replica = open_replica(prof)
         if replica is None:
@@ -185,12 +235,15 @@ def sync(
         else:
             try:
                 pulled = pull(prof, client, replica)
+                pulled.fetched, problems, own = watch.after_pull(prof, client, replica)
+                pulled.problems += problems
             finally:
                 replica.close()
             pulled.exposed = rekeying.exposed_after_revocation(prof, client)
+    settled = delivery.settle(prof, client, own)
     prof.state["last_sync"] = now_iso()
     prof.save()
-    return pushed, pulled
+    return pushed, pulled, settled
 
 
 def pull_skipped(prof: Profile) -> PullResult:

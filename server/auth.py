@@ -43,7 +43,8 @@ INVITE = "invite"  # a live invite key only
 MEMBER = "member"  # any enrolled, unrevoked device, approved or not
 KEYHOLDER = "keyholder"  # an approved coordinator or admin
 ADMIN = "admin"  # an approved admin
-ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN)
+REVOKED = "revoked"  # a revoked device, with its own key: only to learn that it was revoked
+ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN, REVOKED)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def _authorise(access: str, caller: Caller) -> None:
         return
     if access == INVITE:
         raise refuse("wrong_role", "only an invite key enrolls a device")
+    if (access == REVOKED) != (device.status == "revoked"):
+        raise refuse("wrong_role", "only a revoked device asks for its revocation")
     if access == KEYHOLDER and not device.is_keyholder:
         raise refuse("wrong_role", "only coordinators and admins may read changes")
     if access == ADMIN and device.role != "admin":
@@ -165,7 +168,8 @@ def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
         raise AuthError("unknown_device", "no device or live invite of this workspace has this key")
 
     signed_by = verify(public_key_for)
-    if found.get("device") is not None and found["device"].status == "revoked":
+    revoked = found.get("device") is not None and found["device"].status == "revoked"
+    if revoked and access != REVOKED:
         raise refuse("revoked_device", "this device was revoked")
     caller = Caller(
         workspace=ws,

@@ -10,6 +10,7 @@ from .. import auth, store
 from ..auth import KEYHOLDER, signed
 from ..openapi import doc, query_int
 from ..store import bundles as stored
+from ..store import delivery
 from . import int_arg
 
 bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
@@ -31,8 +32,12 @@ def changes(ws: str) -> Response:
     limit = int_arg("limit", 200, 1, 1000)
     conn = auth.workspace_conn(ws)
     assert conn is not None
+    delivery.ensure(conn)
     with store.read(conn):
         page, nxt = stored.changes(conn, ws, since, limit)
         last = stored.last_change(conn)
-    body = f'{{"bundles":{page},"next":{nxt},"done":{"true" if last <= nxt else "false"}}}'
+        inc = delivery.incarnation(conn)
+    done = "true" if last <= nxt else "false"
+    # `incarnation` and `last` let a keyholder see a restored or recreated database.
+    body = f'{{"bundles":{page},"next":{nxt},"done":{done},"incarnation":"{inc}","last":{last}}}'
     return Response(body, mimetype="application/json")

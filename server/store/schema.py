@@ -13,7 +13,8 @@ A workspace database holds:
   register anyway, since the record id and field tag are hashed into it;
 - `namings`: who named which cell id in a `supersedes` (per register), so that a
   cell arriving after the cell that names it is judged by one index probe;
-- `nonces`: request nonces, kept for twice the signature window.
+- `nonces`: request nonces, kept for twice the signature window;
+- `meta`, `receipts`, `heads`: delivery (`DELIVERY_DDL`, server/store/delivery.py).
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ CREATE TABLE IF NOT EXISTS nonces (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 """
+
+# Delivery: the database's incarnation (a random id, new whenever its data was
+# restored or recreated), each keyholder's latest signed receipt per device, and
+# each device's latest signed chain head. Also run on files made before them.
+DELIVERY_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (
+    device_id TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    receipt TEXT NOT NULL,
+    PRIMARY KEY (device_id, signer)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (
+    device_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+WORKSPACE_DDL += DELIVERY_DDL
 
 SERVER_DDL = """
 CREATE TABLE IF NOT EXISTS codes (

@@ -1,0 +1,186 @@
+"""A keyholder's watch over the server: a database that went back in time, bundles held
+back, and the receipts that tell devices what reached a keyholder.
+
+- Every changes page carries the database's `incarnation` and its `last` change. A
+  new incarnation (a restore, a recreate), or a cursor beyond `last`, means change
+  numbers were handed out again: the pull says so in one line and starts again
+  from 0 (bundles held already change nothing), so nothing arriving after a
+  restore is skipped (`check_feed`).
+- After a pull the keyholder reads every device's signed chain head. A head ahead
+  of the chain held here, or a gap in a chain, is fetched bundle by bundle
+  (`GET bundles/<device>/<seq>`); what the server still does not serve is named in
+  `status` ("the server may be withholding 11-12"), offline, from the heads kept
+  in the vault (`withheld`).
+- Then it signs a receipt per device: the highest seq up to which it holds that
+  device's chain without a gap (for its own device, no further than what the
+  server acknowledged to it), and posts them, so devices may drop what it holds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from marshmallow import ValidationError
+
+from protocol import receipts
+from protocol.errors import InvalidBundle, InvalidReceipt
+from protocol.model import Bundle
+from schemas.wire import MAX_RECEIPTS_PER_POST, HeadsResponseSchema
+
+from . import delivery
+from .errors import IntegrityError, ServerError
+from .profile import Profile
+from .replica import Replica
+from .transport import Client
+
+MAX_FETCH = 100  # bundles fetched one by one per sync, at most
+_HEADS = HeadsResponseSchema()
+
+
+def check_feed(replica: Replica, incarnation: str, last: int, cursor: int) -> str | None:
+    """A notice (and the cursor back at 0) when the feed's numbers started over."""
+    held = replica.incarnation
+    notice = None
+    if held is not None and held != incarnation:
+        notice = (
+            "the server's database was restored or recreated (a new incarnation):"
+            " pulling again from the start; bundles held here change nothing"
+        )
+    elif cursor > last:
+        notice = (
+            f"the server's change feed went back in time (it has {last} changes; this"
+            f" replica had read {cursor}): pulling again from the start; bundles held"
+            " here change nothing"
+        )
+    if held != incarnation:
+        replica.incarnation = incarnation
+    if notice is not None:
+        replica.cursor = 0
+    return notice
+
+
+def _load_bundle(item: Any) -> tuple[Bundle, int]:
+    try:
+        change = item["change"]
+        bundle = Bundle.from_wire(item)
+        if type(change) is not int or type(bundle.seq) is not int:
+            raise TypeError("integers")
+        if not all(type(c.hlc) is int for c in bundle.cells):
+            raise TypeError("integers")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"the server's bundle answer is malformed ({exc})") from None
+    return bundle, change
+
+
+def read_heads(prof: Profile, client: Client) -> list[str]:
+    """Fetch and verify every device's signed head; keep the highest seen per device
+    (a server that serves an older one later hides nothing seen before)."""
+    try:
+        served = _HEADS.load(client.get(f"/v1/w/{client.workspace}/heads"))["heads"]
+    except ValidationError:
+        raise IntegrityError("the server's heads answer is malformed") from None
+    log = prof.log()
+    kept: dict[str, list[Any]] = prof.state.setdefault("heads", {})
+    problems = []
+    for head in served:
+        try:
+            dev, seq, h = receipts.verify_chain_head(head, log)
+        except InvalidReceipt as exc:
+            problems.append(f"a chain head the server served was refused: {exc.code}: {exc.reason}")
+            continue
+        if seq > kept.get(dev, [0])[0]:
+            kept[dev] = [seq, h]
+    return problems
+
+
+def fetch_missing(prof: Profile, client: Client, replica: Replica) -> int:
+    """Ask for each bundle that a signed head or a later bundle shows is missing here."""
+    chains = replica.chain_heads()
+    highest = replica.max_seqs()
+    heads = prof.state.get("heads", {})
+    log, keys, tag_key = prof.log(), prof.epoch_keys(), prof.tag_key
+    budget = MAX_FETCH
+    got = 0
+    for dev in sorted(set(heads) | set(highest)):
+        start = chains.get(dev, (0, ""))[0] + 1
+        end = max(int(heads.get(dev, [0])[0]), highest.get(dev, 0))
+        held = replica.held_seqs(dev, start, end) if end >= start else set()
+        wanted = [s for s in range(start, end + 1) if s not in held]
+        for seq in wanted:
+            if budget <= 0:
+                return got
+            budget -= 1
+            try:
+                answer = client.get(f"/v1/w/{client.workspace}/bundles/{dev}/{seq}")
+            except ServerError as exc:
+                if exc.code == "unknown_bundle":
+                    continue  # still missing: check_chains and `withheld` name it
+                raise
+            bundle, change = _load_bundle(answer)
+            if (bundle.device_id, bundle.seq) != (dev, seq):
+                raise IntegrityError(f"the server answered another bundle for {dev} {seq}")
+            try:
+                got += replica.ingest([(bundle, change)], log, keys, tag_key).bundles
+            except InvalidBundle as exc:
+                raise IntegrityError(f"the server's bundle is inconsistent: {exc.reason}") from None
+    return got
+
+
+def sign_receipts(prof: Profile, client: Client, replica: Replica) -> dict[str, Any] | None:
+    """Sign and post a receipt per device whose chain is held here; returns this
+    device's receipt of itself (for its own sent captures), if any."""
+    at = int(time.time())
+    own_seq, own_hash = delivery.sent_head(prof)
+    signed = []
+    own = None
+    for dev, (seq, h) in sorted(replica.chain_heads().items()):
+        if dev == prof.device_id:
+            # Its own captures are in its replica before they reach the server; confirm
+            # only what the server acknowledged (what the device counts as sent).
+            if own_seq < 1 or own_seq > seq:
+                continue
+            seq, h = own_seq, own_hash
+        r = receipts.sign_receipt(
+            prof.device_key, workspace=prof.workspace_id, device_id=dev, seq=seq, hash=h, at=at
+        )
+        signed.append(r)
+        if dev == prof.device_id:
+            own = r
+    for i in range(0, len(signed), MAX_RECEIPTS_PER_POST):
+        part = signed[i : i + MAX_RECEIPTS_PER_POST]
+        client.post(f"/v1/w/{client.workspace}/receipts", {"receipts": part}, retry=True)
+    return own
+
+
+def after_pull(
+    prof: Profile, client: Client, replica: Replica
+) -> tuple[int, list[str], dict[str, Any] | None]:
+    """Heads, the bundles still missing, the chains, receipts. Returns (bundles fetched,
+    problems, this device's receipt of itself)."""
+    problems = read_heads(prof, client)
+    fetched = fetch_missing(prof, client, replica)
+    problems += replica.check_chains()
+    own = sign_receipts(prof, client, replica)
+    replica.save()
+    return fetched, problems, own
+
+
+def withheld(prof: Profile, replica: Replica, names: dict[str, str]) -> list[str]:
+    """Offline: devices whose signed head is ahead of the chain held here."""
+    out = []
+    chains = replica.chain_heads()
+    tops = replica.max_seqs()
+    for dev, (seq, h) in sorted(prof.state.get("heads", {}).items()):
+        held, held_hash = chains.get(dev, (0, ""))
+        top = max(held, tops.get(dev, 0))  # a gap below `top` is check_chains' to report
+        who = f"device {dev}" + (f" ({names[dev]})" if dev in names else "")
+        if seq > top:
+            span = f"{top + 1}" if seq == top + 1 else f"{top + 1}–{seq}"
+            out.append(
+                f"{who} published bundle {seq}; this replica holds its chain to {held}:"
+                f" the server may be withholding {span}"
+            )
+        elif seq == held and h != held_hash:
+            out.append(f"{who} published another bundle {seq} than the one held here (a fork)")
+    return out
