@@ -73,21 +73,21 @@ def _backup_files(backup: Path) -> list[Path]:
     return found
 
 
-def _check(path: Path, workspace: bool) -> None:
-    """Integrity and shape of one copied file; raises BadBackup."""
+def _check(path: Path, name: str, workspace: bool) -> None:
+    """Integrity and shape of one copied file (`name`: the backup's); raises BadBackup."""
     conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
     try:
         verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
         if verdict != "ok":
-            raise BadBackup(f"{path.name}: integrity check failed: {verdict}")
+            raise BadBackup(f"{name}: integrity check failed: {verdict}")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         need = {"events", "bundles", "cells"} if workspace else {"codes"}
         if not need <= tables:
-            raise BadBackup(f"{path.name} is not a fieldsync database")
+            raise BadBackup(f"{name} is not a fieldsync database")
         if workspace and conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0:
-            raise BadBackup(f"{path.name} holds no key log")
+            raise BadBackup(f"{name} holds no key log")
     except sqlite3.DatabaseError as exc:
-        raise BadBackup(f"{path.name}: {exc}") from None
+        raise BadBackup(f"{name}: {exc}") from None
     finally:
         conn.close()
 
@@ -130,7 +130,7 @@ def restore(backup: Path, data_dir: Path) -> list[Restored]:
                 shutil.copyfile(src, tmp)
                 os.chmod(tmp, 0o600)
                 staged.append((tmp, target, None))
-                _check(tmp, workspace)
+                _check(tmp, src.name, workspace)
                 incarnation = _renew(tmp) if workspace else None
                 _fsync(tmp)
                 staged[-1] = (tmp, target, incarnation)
