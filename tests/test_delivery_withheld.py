@@ -197,3 +197,75 @@ def _reason(r: dict[str, Any], code: str, vol: Device) -> str:
         "beyond_sent": f"it covers bundle {r['seq']}, but this device sent 2",
         "hash_mismatch": f"its hash is not this device's bundle {r['seq']}",
     }[code]
+
+
+def test_what_is_kept_is_bounded_and_dropped_aloud(proxied: tuple[Team, LyingProxy]) -> None:
+    team, _proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    ids = [vol.run("add", "picket", *PICKET, *sets(attendance=n)).last for n in range(3)]
+    vol.run("sync")
+    listed = vol.run("outbox").out.splitlines()
+    assert [line.split()[-6:] for line in listed[:3]] == [
+        ["(sent,", "waiting", "for", "a", "coordinator's", "receipt)"]
+    ] * 3
+    assert listed[3:] == [
+        "3 sent capture(s) are kept, sealed, until a coordinator confirms it holds them"
+    ]
+    sent_id = as_json(vol.run("outbox", "--format", "json"))[0]["bundle_id"]
+    taken = vol.run("outbox", "--discard", sent_id, check=False)
+    assert (taken.rc, taken.err) == (
+        1,
+        f"error: capture {sent_id} was sent already: it is kept, sealed, until a coordinator"
+        " confirms it holds it, and cannot be taken back\n",
+    )
+    # No coordinator syncs for 61 days: past FIELDSYNC_KEEP_DAYS (60) the device lets them go,
+    # and says so, at the sync and in every status after.
+    dates = sorted(n["at"][:10] for n in vault_state(vol)["notes"].values())
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    aged = team.device("vol", FIELDSYNC_TEST_CLOCK_SHIFT=str(61 * 86400))
+    result = aged.run("sync")
+    assert result.err == (
+        f"warning: 3 sent capture(s) from {span} were dropped from this device without a"
+        " coordinator's receipt (kept at most 60 days and 20 MB: FIELDSYNC_KEEP_DAYS,"
+        " FIELDSYNC_KEEP_MB); if no coordinator received them, they are lost\n"
+    )
+    assert (status(vol)["awaiting_receipt"], vault_state(vol)["sent"]) == (0, [])
+    assert status(vol)["warnings"] == [
+        f"3 sent capture(s) from {span} were dropped from this device without a coordinator's"
+        " receipt; if no coordinator received them, they are lost"
+    ]
+    # A keyholder had them after all: its receipt clears the warning.
+    admin.run("sync")
+    assert vol.run("sync").err == ""
+    assert status(vol)["warnings"] == []
+    assert [r["id"] for r in records(admin)] == ids
+    # The size bound: with room for one bundle, the oldest two go at once.
+    vol.run("add", "picket", *PICKET)
+    vol.run("add", "picket", *PICKET)
+    vol.run("add", "picket", *PICKET)
+    small = team.device("vol", FIELDSYNC_KEEP_MB="0.004")
+    result = small.run("sync")
+    assert result.err.startswith("warning: 2 sent capture(s) from ")
+    assert [e["bundle"]["seq"] for e in vault_state(vol)["sent"]] == [6]
+
+
+def test_a_server_that_says_revoked_without_proof_destroys_nothing(
+    proxied: tuple[Team, LyingProxy],
+) -> None:
+    team, proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    vol.run("add", "picket", *PICKET)
+    revoked = {"error": {"code": "revoked_device", "message": "this device was revoked"}}
+    proxy.lie("GET", r"/log$", lambda _s, _b: (403, revoked))
+    result = vol.run("sync", check=False)
+    assert (result.rc, result.err) == (
+        5,
+        "error: the server refuses this device as revoked but does not show a revocation in"
+        " its key log; nothing was destroyed; do not trust this server\n",
+    )
+    st = status(vol)
+    assert (st["status"], st["outbox"]) == ("active", 1)
+    proxy.clear()
+    assert "1 accepted" in vol.run("sync").out
