@@ -235,8 +235,15 @@ def sync(
         else:
             try:
                 pulled = pull(prof, client, replica)
-                pulled.fetched, problems, own = watch.after_pull(prof, client, replica)
-                pulled.problems += problems
+                before, problems, ahead = watch.read_heads(prof, client, replica)
+                if ahead:  # a push may have landed after the last page: read on once
+                    more_pulled = pull(prof, client, replica)
+                    pulled.bundles += more_pulled.bundles
+                    pulled.cells += more_pulled.cells
+                    pulled.failed += more_pulled.failed
+                    pulled.problems += more_pulled.problems
+                pulled.fetched, more, own = watch.after_pull(prof, client, replica, before)
+                pulled.problems += problems + more
             finally:
                 replica.close()
             pulled.exposed = rekeying.exposed_after_revocation(prof, client)

@@ -73,15 +73,21 @@ def _load_bundle(item: Any) -> tuple[Bundle, int]:
     return bundle, change
 
 
-def read_heads(prof: Profile, client: Client) -> list[str]:
+def read_heads(
+    prof: Profile, client: Client, replica: Replica
+) -> tuple[dict[str, int], list[str], bool]:
     """Fetch and verify every device's signed head; keep the highest seen per device
-    (a server that serves an older one later hides nothing seen before)."""
+    (a server that serves an older one later hides nothing seen before).
+
+    Returns the heads known before (device -> seq), the heads refused, and whether a
+    head is ahead of every bundle held here for its device."""
     try:
         served = _HEADS.load(client.get(f"/v1/w/{client.workspace}/heads"))["heads"]
     except ValidationError:
         raise IntegrityError("the server's heads answer is malformed") from None
     log = prof.log()
     kept: dict[str, list[Any]] = prof.state.setdefault("heads", {})
+    before = {dev: int(seq) for dev, (seq, _) in kept.items()}
     problems = []
     for head in served:
         try:
@@ -91,40 +97,59 @@ def read_heads(prof: Profile, client: Client) -> list[str]:
             continue
         if seq > kept.get(dev, [0])[0]:
             kept[dev] = [seq, h]
-    return problems
+    tops = replica.max_seqs()
+    ahead = any(seq > tops.get(dev, 0) for dev, (seq, _) in kept.items())
+    return before, problems, ahead
 
 
-def fetch_missing(prof: Profile, client: Client, replica: Replica) -> int:
-    """Ask for each bundle that a signed head or a later bundle shows is missing here."""
+def _fetch(prof: Profile, client: Client, replica: Replica, dev: str, seq: int) -> bool:
+    """Ask for one bundle by device and number and merge it; False when not served."""
+    try:
+        answer = client.get(f"/v1/w/{client.workspace}/bundles/{dev}/{seq}")
+    except ServerError as exc:
+        if exc.code == "unknown_bundle":
+            return False  # still missing: check_chains and `withheld` name it
+        raise
+    bundle, change = _load_bundle(answer)
+    if (bundle.device_id, bundle.seq) != (dev, seq):
+        raise IntegrityError(f"the server answered another bundle for {dev} {seq}")
+    try:
+        got = replica.ingest([(bundle, change)], prof.log(), prof.epoch_keys(), prof.tag_key)
+    except InvalidBundle as exc:
+        raise IntegrityError(f"the server's bundle is inconsistent: {exc.reason}") from None
+    return got.bundles > 0 and not got.failed
+
+
+def fetch_missing(
+    prof: Profile, client: Client, replica: Replica, before: dict[str, int]
+) -> tuple[int, list[str]]:
+    """Ask by device and number for what is missing here: at once for a gap below a
+    bundle held (the changes feed left it out: said so when it is then served); for
+    bundles beyond the last one held, only up to a head known before this sync (a
+    head just published may be a push that landed after the pull: it is named, and
+    asked for at the next sync). Returns (bundles fetched, warnings)."""
     chains = replica.chain_heads()
-    highest = replica.max_seqs()
+    tops = replica.max_seqs()
     heads = prof.state.get("heads", {})
-    log, keys, tag_key = prof.log(), prof.epoch_keys(), prof.tag_key
     budget = MAX_FETCH
     got = 0
-    for dev in sorted(set(heads) | set(highest)):
-        start = chains.get(dev, (0, ""))[0] + 1
-        end = max(int(heads.get(dev, [0])[0]), highest.get(dev, 0))
+    said: list[str] = []
+    for dev in sorted(set(heads) | set(tops)):
+        start, top = chains.get(dev, (0, ""))[0] + 1, tops.get(dev, 0)
+        end = max(top, min(int(heads.get(dev, [0])[0]), before.get(dev, 0)))
         held = replica.held_seqs(dev, start, end) if end >= start else set()
-        wanted = [s for s in range(start, end + 1) if s not in held]
-        for seq in wanted:
+        for seq in (s for s in range(start, end + 1) if s not in held):
             if budget <= 0:
-                return got
+                return got, said
             budget -= 1
-            try:
-                answer = client.get(f"/v1/w/{client.workspace}/bundles/{dev}/{seq}")
-            except ServerError as exc:
-                if exc.code == "unknown_bundle":
-                    continue  # still missing: check_chains and `withheld` name it
-                raise
-            bundle, change = _load_bundle(answer)
-            if (bundle.device_id, bundle.seq) != (dev, seq):
-                raise IntegrityError(f"the server answered another bundle for {dev} {seq}")
-            try:
-                got += replica.ingest([(bundle, change)], log, keys, tag_key).bundles
-            except InvalidBundle as exc:
-                raise IntegrityError(f"the server's bundle is inconsistent: {exc.reason}") from None
-    return got
+            if _fetch(prof, client, replica, dev, seq):
+                got += 1
+                if seq < top:
+                    said.append(
+                        f"device {dev}: bundle {seq} was left out of the changes feed;"
+                        " fetched by device and number"
+                    )
+    return got, said
 
 
 def sign_receipts(prof: Profile, client: Client, replica: Replica) -> dict[str, Any] | None:
@@ -154,12 +179,11 @@ def sign_receipts(prof: Profile, client: Client, replica: Replica) -> dict[str, 
 
 
 def after_pull(
-    prof: Profile, client: Client, replica: Replica
+    prof: Profile, client: Client, replica: Replica, before: dict[str, int]
 ) -> tuple[int, list[str], dict[str, Any] | None]:
-    """Heads, the bundles still missing, the chains, receipts. Returns (bundles fetched,
-    problems, this device's receipt of itself)."""
-    problems = read_heads(prof, client)
-    fetched = fetch_missing(prof, client, replica)
+    """The bundles still missing, the chains, receipts (after `read_heads`). Returns
+    (bundles fetched, problems, this device's receipt of itself)."""
+    fetched, problems = fetch_missing(prof, client, replica, before)
     problems += replica.check_chains()
     own = sign_receipts(prof, client, replica)
     replica.save()
