@@ -248,18 +248,22 @@ def lost_on_server(prof: Profile, client: Client) -> tuple[list[dict[str, Any]],
 def post_head(prof: Profile, client: Client) -> None:
     """Publish this device's signed chain head, for keyholders to compare with their pull."""
     seq, h = sent_head(prof)
-    if seq < 1:
+    # Again while something is kept (a restored server has lost it), else once per change.
+    if seq < 1 or (not sent(prof) and prof.state.get("head_posted") == seq):
         return
     head = receipts.sign_chain_head(
         prof.device_key, workspace=prof.workspace_id, seq=seq, hash=h, at=int(time.time())
     )
     client.post(f"/v1/w/{client.workspace}/head", {"head": head}, retry=True)
+    prof.state["head_posted"] = seq
 
 
 def settle(prof: Profile, client: Client, own: dict[str, Any] | None = None) -> Settled:
     """Apply the receipts about this device (and `own`, a keyholder's receipt of itself):
     drop what a verified one covers; then hold to the retention bound."""
     out = Settled()
+    if not sent(prof) and own is None and not prof.state.get("unconfirmed"):
+        return out  # nothing kept that a receipt could confirm: no request
     try:
         served = _RECEIPTS.load(client.get(f"/v1/w/{client.workspace}/receipts"))["receipts"]
     except ValidationError:
