@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo serve bench clean
+.PHONY: venv test lint demo serve bench messages screenshots clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,19 @@ serve: venv
 
 bench: venv
 	$(BIN)/python bench/core.py
+
+# The workbench's catalogues: extract every message, then merge it into each language
+# (translations are edited in client_sync/web/translations/<ll>/LC_MESSAGES/messages.po).
+I18N := client_sync/web/translations
+messages: venv
+	$(BIN)/pybabel extract -F $(I18N)/babel.cfg -k N_ -k _ -k gettext -k ngettext:1,2 \
+		--no-location --sort-output --omit-header --project fieldsync -o $(I18N)/messages.pot .
+	for l in ru kk; do $(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -l $$l \
+		--no-fuzzy-matching --omit-header --ignore-obsolete; done
+
+# The README's pictures of the workbench, taken by the browser test as it plays the day.
+screenshots: venv
+	FIELDSYNC_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web_browser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -209,10 +209,11 @@ def fill(data_dir: Path, ws: str, template: Bundle, cells: int) -> None:
                 seq=done, prev=template.prev, epoch=1, key_commit=template.key_commit,
                 cells=copy_cells, key_epoch=1, sealed_key=template.sealed_key, sig=template.sig,
             )  # fmt: skip
-            batch.append((change, b, template.prev))
+            batch.append((change, b, template.prev, stored.served_size(change, b)))
             change += 1
         with write(conn):
-            stored.insert(conn, batch, {c.cell_id for _, b, _ in batch for c in b.cells}, ())
+            heads = {c.cell_id for _, b, _, _ in batch for c in b.cells}
+            stored.insert(conn, batch, heads, (), ())
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 

@@ -18,11 +18,11 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -350,42 +350,56 @@ def grep_dir(directory: Path, markers: list[str]) -> dict[str, list[str]]:
     return found
 
 
+DEMO_DIR = Path("fieldsync-demo")  # kept after the run, so the day can be opened again
+
+
 def main() -> int:
     started = time.monotonic()
     out = sys.stdout
-    with tempfile.TemporaryDirectory(prefix="fieldsync-demo-") as tmp:
-        root = Path(tmp)
-        (root / "server-data").mkdir()
-        out.write(f"fieldsync demo: a server on loopback, data in {root / 'server-data'}\n")
-        with running_server(root / "server-data") as server:
-            out.write(f"server running at {server.url}\n")
-            day = play_day(server, root, out)
-            coord = day.admin
-            coord.run("sync")
-            coord.run("records")
-            coord.run("conflicts")
-            coord.run("resolve", day.ids["picket"], "attendance", "--keep", "1")
-            coord.run("sync")
-            day.coordinator.run("sync")
-            day.coordinator.run("show", day.ids["picket"])
-            csv_path = root / "records.csv"
-            coord.run("export", "--format", "csv", "--out", str(csv_path))
-            out.write(f"\n--- {csv_path.name} ---\n{csv_path.read_text(encoding='utf-8')}")
-            coord.run("devices")
-            coord.run("safety-number")
-            day.volunteer_a.run("safety-number")
-            markers = plaintext_markers()
-            found = grep_dir(server.data_dir, markers)
-        out.write(
-            f"\nsearched every byte of the server's data directory for {len(markers)}"
-            " plaintext values and names:\n"
-        )
-        for marker in markers:
-            out.write(f"    {'FOUND' if marker in found else 'absent':6}  {marker}\n")
-        if found:
-            out.write(f"PLAINTEXT FOUND ON THE SERVER: {sorted(found)}\n")
-            return 1
-        out.write(f"none is there. Demo finished in {time.monotonic() - started:.1f} s.\n")
+    root = DEMO_DIR.resolve()
+    if root.exists():
+        shutil.rmtree(root)  # the previous run's invented day
+    (root / "server-data").mkdir(parents=True)
+    out.write(f"fieldsync demo: a server on loopback, data in {root / 'server-data'}\n")
+    with running_server(root / "server-data") as server:
+        out.write(f"server running at {server.url}\n")
+        day = play_day(server, root, out)
+        coord = day.admin
+        coord.run("sync")
+        coord.run("records")
+        coord.run("conflicts")
+        coord.run("resolve", day.ids["picket"], "attendance", "--keep", "1")
+        coord.run("sync")
+        day.coordinator.run("sync")
+        day.coordinator.run("show", day.ids["picket"])
+        csv_path = root / "detentions.csv"
+        coord.run("export", "--format", "csv", "--type", "detention", "--out", str(csv_path))
+        out.write(f"\n--- {csv_path.name} ---\n{csv_path.read_text(encoding='utf-8-sig')}")
+        coord.run("devices")
+        coord.run("safety-number")
+        day.volunteer_a.run("safety-number")
+        markers = plaintext_markers()
+        found = grep_dir(server.data_dir, markers)
+    out.write(
+        f"\nsearched every byte of the server's data directory for {len(markers)}"
+        " plaintext values and names:\n"
+    )
+    for marker in markers:
+        out.write(f"    {'FOUND' if marker in found else 'absent':6}  {marker}\n")
+    if found:
+        out.write(f"PLAINTEXT FOUND ON THE SERVER: {sorted(found)}\n")
+        return 1
+    out.write(f"none is there. Demo finished in {time.monotonic() - started:.1f} s.\n")
+    bin_dir = Path(sys.executable).parent
+    out.write(
+        "\nOpen the same day in the workbench, as Dana the coordinator (her passphrase is"
+        f" {day.admin.env['FIELDSYNC_PASSPHRASE']!r}):\n"
+        f"    {bin_dir / 'fieldsync-server'} run --data-dir {root / 'server-data'}"
+        f" --port {server.port} &    # the demo's server again, to sync\n"
+        f"    FIELDSYNC_HOME={day.admin.home} {bin_dir / 'fieldsync'} ui\n"
+        "Every record, conflict and device of the day is there; the volunteers' profiles"
+        f" are beside it in {root}.\n"
+    )
     return 0
 
 

@@ -80,6 +80,31 @@ def not_duplicates(s: Session, a: str, b: str) -> None:
     s.save()
 
 
+def export(
+    s: Session,
+    fmt: str,
+    record_type: str | None = None,
+    *,
+    deleted: bool = False,
+    bom: bool = True,
+) -> tuple[str, int]:
+    """The text of an export and how many records it holds.
+
+    CSV: one sheet (of one type, or of all), with who recorded each record and when,
+    open conflicts marked (every open value, the winner first), a byte-order mark for
+    spreadsheet programs, deleted records only with `deleted`. JSON: the merged
+    records as `records --format json` lists them, deleted ones flagged.
+    """
+    from . import view
+
+    replica = s.reading_replica("export records")
+    if fmt == "json":
+        recs = view.merged_records(replica, record_type)
+        return view.to_json(recs) + "\n", len(recs)
+    columns, rows = view.type_rows(replica, record_type, deleted=deleted, names=device_names(s))
+    return view.rows_csv(columns, rows, bom=bom), len(rows)
+
+
 # --- the outbox ---------------------------------------------------------------------------
 
 

@@ -224,14 +224,56 @@ class Profile:
             raise NotAllowed("this device was revoked by a coordinator; it can no longer sync")
 
 
+COMMON_PASSPHRASES = frozenset(
+    "password passw0rd 123456 12345678 123456789 1234567890 qwerty qwertyuiop 111111"
+    " iloveyou admin letmein welcome monkey dragon abc123 fieldsync qazwsx 1q2w3e4r"
+    " parol пароль йцукен".split()
+)
+MIN_PASSPHRASE = 12
+
+
+def passphrase_weakness(passphrase: str) -> str | None:
+    """Why a passphrase is weak, or None. A warning, not a refusal: the person knows
+    their situation; the vault's Argon2id slows guessing but cannot save `123456`."""
+    text = passphrase.strip()
+    if text.casefold() in COMMON_PASSPHRASES:
+        return "it is one of the most common passwords"
+    if len(set(text)) <= 2:
+        return "it repeats one or two characters"
+    if text.isdigit():
+        return "it is only digits"
+    if len(text) < MIN_PASSPHRASE:
+        return f"it is shorter than {MIN_PASSPHRASE} characters"
+    return None
+
+
+def weak_passphrase_warning(passphrase: str) -> str | None:
+    why = passphrase_weakness(passphrase)
+    if why is None:
+        return None
+    return (
+        f"this passphrase is weak ({why}): whoever takes this device can guess it;"
+        " four or five random words are stronger and easy to remember"
+    )
+
+
 @contextlib.contextmanager
 def new_profile(home: Path | None = None) -> Iterator[tuple[Path, str]]:
     """Lock an empty profile directory for `init`/`join`; yields it and the new passphrase."""
     home = home or home_dir()
+    check_new_home(home)
+    with profile_lock(home):
+        passphrase = read_passphrase(confirm=True)
+        yield home, passphrase
+    # Said once the profile exists: a refused join is one error line, nothing more.
+    warning = weak_passphrase_warning(passphrase)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def check_new_home(home: Path) -> None:
     if (home / VAULT_FILE).exists():
         raise CliError(
             f"a fieldsync profile already exists in {home}: set FIELDSYNC_HOME to another"
             " directory, or `fieldsync wipe --yes` first"
         )
-    with profile_lock(home):
-        yield home, read_passphrase(confirm=True)

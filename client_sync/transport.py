@@ -28,7 +28,9 @@ from protocol.errors import InvalidEncoding
 from .errors import GENERAL, NETWORK, NetworkError, ServerError
 
 USER_AGENT = "fieldsync-client/1"
-RETRY_STATUSES = {500, 502, 503, 504}
+# 429: another request of this device is still in progress on the server (it stored
+# nothing of this one); retried like a failure, with the same back-off.
+RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 # Messages for the API's stable codes (docs/PROTOCOL.md, HTTP API).
 # `{detail}` is the server's message.
@@ -64,6 +66,16 @@ _MESSAGES: dict[str, tuple[str, int]] = {
     "invalid_event": ("the server refused the key-log event: {detail}", 1),
     "log_conflict": ("another admin changed the key log at the same time: retry", 1),
     "too_large": ("the request is too large for the server: {detail}", 1),
+    "busy": ("the server is still busy with another request from this device: retry", 1),
+    "slow_body": (
+        "the connection is too slow to send this to the server in time:"
+        " retry on a better connection",
+        1,
+    ),
+    "disk_full": (
+        "the server is short of disk space and stores nothing for now: tell its operator",
+        1,
+    ),
     "stale_epoch": ("the key epoch changed during the re-key: run it again", 1),
     "unknown_bundle": ("the server does not know a bundle being re-keyed: {detail}", 1),
     "internal": ("the server failed (internal error); try again later", 4),

@@ -12,9 +12,13 @@ is a device id, or an invite id while a new device redeems its invite.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import http_message_signatures as hms
@@ -152,41 +156,56 @@ def parse_keyid(keyid: str) -> tuple[str, str]:
     return workspace, ident
 
 
-def verify_request(
+# Content-Digest as RFC 9530 with RFC 8941 serialises it: one `sha-256` member, a byte
+# sequence in padded standard base64 (32 bytes: 43 characters and one `=`).
+_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=):\Z")
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A request's signature, well formed and fresh, not yet verified with any key.
+
+    Everything here comes from the headers alone: `parse_request` needs no key and
+    no body, so a server can refuse a stranger before reading either.
+    """
+
+    keyid: str
+    workspace: str
+    key_id: str
+    created: int
+    nonce: str
+    digest: bytes  # the SHA-256 the Content-Digest header announces for the body
+    message: _Message = field(repr=False, compare=False)
+
+
+def parse_request(
     *,
     method: str,
     url: str,
     headers: Iterable[tuple[str, str]],
-    body: bytes,
-    public_key_for: Callable[[str], bytes],
     now: int,
     window: int = WINDOW_SECONDS,
-) -> SignedBy:
-    """Verify a request's signature; `public_key_for(keyid)` raises AuthError for unknown keys.
-
-    Checks, in order: present, well-formed, covers the three components with a
-    nonce, `created` within `window` seconds of `now`, the key, the signature and
-    the body digest. Replay (a nonce seen before) is the caller's to check.
-    """
+) -> Presented:
+    """Check a request's signature headers without a key: present, well formed (label
+    `fs`, the three components, exactly the four parameters, a 16-64 character nonce,
+    one `sha-256` Content-Digest, a keyid `<workspace>.<id>`), then `created` within
+    `window` seconds of `now`."""
     msg = _Message(method.upper(), url, _Headers(headers))
     if "signature" not in msg.headers or "signature-input" not in msg.headers:
         raise AuthError(
             "missing_signature",
             "the request is not signed: every call but health needs a device signature",
         )
-
-    def lookup(keyid: str) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(public_key_for(keyid))
-
-    verifier = _Verifier(signature_algorithm=_StrictEd25519, key_resolver=_Keys(lookup=lookup))
-    # Parse first (no key needed) to check freshness before any key lookup.
+    verifier = _Verifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=None)
     try:
         found = list(verifier._get_sig_inputs_and_signatures(msg, expect_label=None))
     except hms.InvalidSignature as exc:
-        raise AuthError("bad_signature", f"malformed signature headers: {exc}") from exc
+        raise AuthError("bad_signature", f"malformed signature headers: {str(exc)[:100]}") from exc
     if len(found) != 1:
         raise AuthError("bad_signature", "exactly one signature is expected")
-    _, sig_input, _ = found[0]
+    label, sig_input, _ = found[0]
+    if label != LABEL:
+        raise AuthError("bad_signature", f"the signature's label must be {LABEL}")
     params = sig_input.params
     covered = [str(item.value) for item in sig_input]
     if any(len(item.params) for item in sig_input):
@@ -202,19 +221,83 @@ def verify_request(
         )
     if not 16 <= len(nonce) <= 64:
         raise AuthError("bad_signature", "the nonce must be 16 to 64 characters")
+    try:
+        digest_header = msg.headers["content-digest"]
+    except KeyError:
+        digest_header = ""
+    match = _DIGEST.match(digest_header)
+    if match is None:
+        raise AuthError(
+            "bad_signature", "Content-Digest must be one sha-256 member: sha-256=:<base64>:"
+        )
+    workspace, ident = parse_keyid(keyid)
     if abs(now - created) > window:
         raise AuthError(
             "stale_signature",
             f"the signature's time is more than {window} s from the server's clock:"
             " check this device's clock",
         )
-    workspace, ident = parse_keyid(keyid)
+    return Presented(
+        keyid=keyid,
+        workspace=workspace,
+        key_id=ident,
+        created=created,
+        nonce=nonce,
+        digest=base64.b64decode(match.group(1), validate=True),
+        message=msg,
+    )
+
+
+def verify_presented(presented: Presented, public_key: bytes) -> SignedBy:
+    """Verify the signature over the headers (the method, the URL and the Content-Digest
+    *header*) with `public_key`. The body is checked separately (`check_body`)."""
     try:
-        verifier.verify(msg, max_age=None, require_components=COVERED, body=body)
-    except AuthError:
-        raise
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        raise AuthError("bad_signature", "the request signature does not verify") from None
+    # Strict Ed25519 (canonical A and R, neither of small order, S < L): lenient and
+    # strict verifiers then agree on every signature (docs/PROTOCOL.md "Keys").
+    verifier = _Verifier(
+        signature_algorithm=_StrictEd25519, key_resolver=_Keys(lookup=lambda _k: key)
+    )
+    try:
+        verifier.verify(presented.message, max_age=None, require_components=COVERED)
     except (hms.InvalidSignature, hms.HTTPMessageSignaturesException) as exc:
-        if isinstance(exc.__cause__, AuthError):
-            raise exc.__cause__ from None
         raise AuthError("bad_signature", "the request signature does not verify") from exc
-    return SignedBy(keyid=keyid, workspace=workspace, key_id=ident, created=created, nonce=nonce)
+    return SignedBy(
+        keyid=presented.keyid,
+        workspace=presented.workspace,
+        key_id=presented.key_id,
+        created=presented.created,
+        nonce=presented.nonce,
+    )
+
+
+def check_body(presented: Presented, body: bytes) -> None:
+    """The body must be what the signed Content-Digest announced."""
+    if not hmac.compare_digest(hashlib.sha256(body).digest(), presented.digest):
+        raise AuthError("bad_signature", "the body does not match its signed Content-Digest")
+
+
+def verify_request(
+    *,
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    public_key_for: Callable[[str], bytes],
+    now: int,
+    window: int = WINDOW_SECONDS,
+) -> SignedBy:
+    """Verify a request's signature; `public_key_for(keyid)` raises AuthError for unknown keys.
+
+    Checks, in order: present, well-formed, covers the three components with a
+    nonce, `created` within `window` seconds of `now`, the key, the signature and
+    the body digest. Replay (a nonce seen before) is the caller's to check. A server
+    does the same in three steps (`parse_request`, `verify_presented`, `check_body`)
+    so that it reads a body only once its signature has verified.
+    """
+    presented = parse_request(method=method, url=url, headers=headers, now=now, window=window)
+    signed_by = verify_presented(presented, public_key_for(presented.keyid))
+    check_body(presented, body)
+    return signed_by

@@ -260,22 +260,46 @@ class RekeyResponseSchema(Strict):
     updated = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
 
 
+MAX_NAME_IN_ERROR = 40  # characters of a field name an error message repeats
+MAX_ERROR_LINE = 200
+MAX_ERROR_LINES = 5
+
+
+def _name(key: Any) -> str:
+    # A refused field's name is input: a 2 MB name must not come back as a 2 MB answer.
+    text = str(key)
+    return text if len(text) <= MAX_NAME_IN_ERROR else text[:MAX_NAME_IN_ERROR] + "…"
+
+
 def error_messages(errors: Any, prefix: str = "") -> list[str]:
-    """Flatten marshmallow's nested error dict into 'path: message' lines."""
+    """Flatten marshmallow's nested error dict into 'path: message' lines, each field
+    name cut to MAX_NAME_IN_ERROR characters and each line to MAX_ERROR_LINE."""
     out: list[str] = []
     if isinstance(errors, dict):
         for key, val in errors.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            path = f"{prefix}.{_name(key)}" if prefix else _name(key)
             out.extend(error_messages(val, path))
     elif isinstance(errors, list):
         for item in errors:
             if isinstance(item, (dict, list)):
                 out.extend(error_messages(item, prefix))
             else:
-                out.append(f"{prefix}: {item}" if prefix else str(item))
+                out.append(_line(f"{prefix}: {item}" if prefix else str(item)))
     else:
-        out.append(f"{prefix}: {errors}" if prefix else str(errors))
+        out.append(_line(f"{prefix}: {errors}" if prefix else str(errors)))
     return out
+
+
+def _line(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_LINE else text[: MAX_ERROR_LINE - 1] + "…"
+
+
+def error_summary(errors: Any) -> str:
+    """One message for a refused request: the first MAX_ERROR_LINES lines, bounded."""
+    lines = error_messages(errors)
+    more = len(lines) - MAX_ERROR_LINES
+    text = "; ".join(lines[:MAX_ERROR_LINES])
+    return text + (f"; and {more} more" if more > 0 else "")
 
 
 # --- delivery: receipts, chain heads, the server's incarnation (docs/PROTOCOL.md) --------

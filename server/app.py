@@ -2,12 +2,20 @@
 
     app = create_app({"TESTING": True, "DATA_DIR": tmp_path})
 
-Settings, each with a safe default:
+Settings, each with a safe default (docs/PROTOCOL.md, HTTP API, "Limits"):
 - `FIELDSYNC_DATA_DIR` (`./fieldsync-data`): databases live here and nowhere else;
-- `FIELDSYNC_MAX_BODY` (8 MiB): larger bodies get 413 before they are read;
+- `FIELDSYNC_MAX_BODY` (8 MiB): larger bodies get 413 (a declared length before
+  anything else; a chunked body as soon as it passes the limit);
+- `FIELDSYNC_BODY_TIMEOUT` (60 s): a body must arrive within this, else 408;
+- `FIELDSYNC_DEVICE_REQUESTS` (2): requests one key may have in progress, else 429;
+- `FIELDSYNC_PAGE_BYTES` (4 MiB): a changes page stops before this many bytes;
+- `FIELDSYNC_DEVICE_QUOTA` (512 MiB): bytes one device may have stored;
+- `FIELDSYNC_MIN_FREE_DISK` (256 MiB): pushes are refused below this much free disk;
 - `FIELDSYNC_MAX_SKEW` (300 s): how far ahead of the server clock a cell's HLC may be;
 - `FIELDSYNC_PUBLIC_URL` (unset): the URL clients use behind a reverse proxy, from
   which the signed `@target-uri` is rebuilt.
+
+`FIELDSYNC_HEADER_TIMEOUT` (10 s) belongs to the gunicorn worker (server/worker.py).
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 
-from . import auth, errors, store
+from . import auth, body, errors, store
 from .api import register_blueprints
 from .errors import ApiError
 from .logs import configure_app_logging
@@ -34,6 +42,11 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "DATA_DIR": env.get("FIELDSYNC_DATA_DIR", "./fieldsync-data"),
         "MAX_BODY": int(env.get("FIELDSYNC_MAX_BODY", 8 * MIB)),
+        "BODY_TIMEOUT": float(env.get("FIELDSYNC_BODY_TIMEOUT", 60)),
+        "DEVICE_REQUESTS": int(env.get("FIELDSYNC_DEVICE_REQUESTS", 2)),
+        "PAGE_BYTES": int(env.get("FIELDSYNC_PAGE_BYTES", 4 * MIB)),
+        "DEVICE_QUOTA": int(env.get("FIELDSYNC_DEVICE_QUOTA", 512 * MIB)),
+        "MIN_FREE_DISK": int(env.get("FIELDSYNC_MIN_FREE_DISK", 256 * MIB)),
         "MAX_SKEW": int(env.get("FIELDSYNC_MAX_SKEW", 300)),
         "PUBLIC_URL": env.get("FIELDSYNC_PUBLIC_URL") or None,
     }
@@ -57,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     app.before_request(_limits)
+    app.after_request(_after)
     app.teardown_appcontext(auth.close_connections)
     register_blueprints(app)
     app.extensions["fieldsync_openapi"] = build_spec(app)
@@ -64,12 +78,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _limits() -> None:
-    """Size and type are refused before the body is read or any signature checked."""
+    """Route, declared size and type are refused before the body is read or any
+    signature checked."""
     if request.routing_exception is not None:
         raise request.routing_exception
-    limit = request.max_content_length
+    limit = (
+        body.CREATE_MAX_BODY
+        if request.endpoint == "workspaces.create"
+        else request.max_content_length
+    )
     if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise ApiError("too_large", f"the body is larger than {limit} bytes", 413)
-    if request.method == "POST" or request.content_length:
+        raise body.too_large(limit)
+    if request.method == "POST" or body.has_body():
         if request.mimetype != "application/json":
             raise ApiError("unsupported_media_type", "the body must be application/json", 415)
+
+
+def _after(resp: Response) -> Response:
+    """An answer given without reading the announced body closes its connection, and
+    the caller's request slot is held until the answer has been sent."""
+    body.close_if_unread()
+    # Under a real server the answer is written after this returns, and a slow reader
+    # holds its thread until then. (Flask's test client closes no answer: there the
+    # slot is released when the request's context ends.)
+    if "gunicorn.socket" in request.environ:
+        slot = g.pop("fs_slot", None)
+        if slot is not None:
+            resp.call_on_close(slot.release)
+    return resp

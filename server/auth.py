@@ -1,8 +1,17 @@
-"""Who is calling: RFC 9421 request signatures, the key log's roles, and nonce replay.
+"""Who is calling: RFC 9421 request signatures, the key log's roles, nonces, slots, the body.
 
-A view declares who may call it with `@signed(ACCESS)`; the decorator refuses in
-the order docs/PROTOCOL.md, HTTP API gives and stores nothing until every check has passed, the
-nonce last, in its own write transaction.
+A view declares who may call it with `@signed(ACCESS)`. Before the view runs, the
+decorator refuses in the order docs/PROTOCOL.md, HTTP API gives, from the headers
+alone (signature, keyid, device, revocation, replay, role), then takes one of the
+caller's request slots, and only then reads the body and checks it against the
+signed Content-Digest. The nonce is recorded last, in the workspace's nonce file:
+no check here takes or waits for the workspace's write lock, and a refusal stores
+nothing.
+
+A keyid that names no key of the workspace and a signature that does not verify
+with the key the keyid names are one refusal, `bad_signature`, with one message
+and the same work (the first is checked against a key nobody holds), so that
+knowing a workspace id tells nobody which device or invite ids exist in it.
 """
 
 from __future__ import annotations
@@ -14,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import current_app, g, request
 
-from protocol.httpsig import AuthError, SignedBy, parse_keyid, verify_request
+from protocol.httpsig import AuthError, Presented, check_body, parse_request, verify_presented
 from protocol.keylog import Device, Invite, KeyLogState
 
-from . import store
+from . import body, inflight, store
 from .errors import ApiError
 from .store import keylog as stored_log
-from .store.nonces import consume_nonce, nonce_seen
+from .store import nonces
 
 STATUS = {
     "missing_signature": 401,
@@ -35,6 +45,7 @@ STATUS = {
     "replayed_nonce": 401,
     "wrong_role": 403,
     "not_approved": 403,
+    "busy": 429,
 }
 
 # Who may call a route (docs/PROTOCOL.md, HTTP API, "Routes").
@@ -45,6 +56,10 @@ KEYHOLDER = "keyholder"  # an approved coordinator or admin
 ADMIN = "admin"  # an approved admin
 REVOKED = "revoked"  # a revoked device, with its own key: only to learn that it was revoked
 ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN, REVOKED)
+
+UNVERIFIED = "the signature does not verify with a device or live invite key of this workspace"
+# An unknown keyid is checked against this key, whose private half nobody keeps.
+_NOBODY = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,8 @@ class Caller:
 
 
 def refuse(code: str, message: str) -> ApiError:
-    return ApiError(code, message, STATUS[code])
+    headers = {"Retry-After": "1"} if code == "busy" else None
+    return ApiError(code, message, STATUS[code], headers=headers)
 
 
 def now() -> int:
@@ -65,10 +81,12 @@ def now() -> int:
 
 
 def target_uri() -> str:
-    """The `@target-uri` the client signed: behind a proxy, rebuilt from FIELDSYNC_PUBLIC_URL."""
-    public = current_app.config.get("PUBLIC_URL")
-    if not public:
-        return request.url
+    """The `@target-uri` the client signed: behind a proxy, rebuilt from FIELDSYNC_PUBLIC_URL,
+    else from the request as received. The query is taken as sent (werkzeug's
+    `request.url` would decode `%C2%B2` to `²`, which no client signed)."""
+    public = current_app.config.get("PUBLIC_URL") or (
+        f"{request.scheme}://{request.host}{request.root_path}"
+    )
     query = request.query_string.decode("latin-1")
     path = quote(request.path, safe="/!$&'()*+,;=:@-._~")
     return public.rstrip("/") + path + ("?" + query if query else "")
@@ -96,21 +114,42 @@ def state_key(ws: str) -> str:
 def close_connections(_exc: BaseException | None = None) -> None:
     for conn in g.pop("fs_conns", {}).values():
         store.pool.release(conn)
+    slot = g.pop("fs_slot", None)
+    if slot is not None:
+        slot.release()
 
 
-def verify(public_key_for: Callable[[str], bytes]) -> SignedBy:
+def presented() -> Presented:
+    """The request's signature, parsed and fresh (headers only, no key, no body)."""
     try:
-        return verify_request(
+        return parse_request(
             method=request.method,
             url=target_uri(),
             headers=list(request.headers.items()),
-            body=request.get_data(cache=True),
-            public_key_for=public_key_for,
             now=now(),
             window=current_app.config["SIGNATURE_WINDOW"],
         )
     except AuthError as exc:
         raise refuse(exc.code, exc.reason) from None
+
+
+def read_body(limit: int | None = None) -> bytes:
+    """The request's body, at most `limit` bytes (default: the body limit that the
+    declared length was checked against), within FIELDSYNC_BODY_TIMEOUT."""
+    if limit is None:
+        limit = request.max_content_length or int(current_app.config["MAX_BODY"])
+    return body.read(limit, float(current_app.config["BODY_TIMEOUT"]))
+
+
+def check_signed_body(p: Presented, raw: bytes) -> None:
+    try:
+        check_body(p, raw)
+    except AuthError as exc:
+        raise refuse(exc.code, exc.reason) from None
+
+
+def nonce_expiry(t: int) -> int:
+    return t + 2 * int(current_app.config["SIGNATURE_WINDOW"])
 
 
 def _authorise(access: str, caller: Caller) -> None:
@@ -131,72 +170,59 @@ def _authorise(access: str, caller: Caller) -> None:
         raise refuse("not_approved", "an admin has not approved this device yet")
 
 
-def authenticate(ws: str, access: str, defer_nonce: bool = False) -> Caller:
-    """Run every check of the HTTP API (docs/PROTOCOL.md) for `ws`; returns the verified caller.
-
-    The nonce is recorded last, in its own write transaction, or with
-    `defer_nonce` inside the route's own transaction (`consume_nonce_in`).
-    """
-    t = now()
-    found: dict[str, Any] = {}
-
-    def public_key_for(keyid: str) -> bytes:
-        kws, ident = parse_keyid(keyid)
-        if kws != ws:
-            raise AuthError("wrong_workspace", "the request is signed for another workspace")
-        conn = workspace_conn(ws)
-        if conn is None:
-            raise AuthError("unknown_workspace", "this server hosts no such workspace")
-        state = stored_log.state(conn, state_key(ws))
-        found["state"] = state
-        device = state.devices.get(ident)
-        if device is not None:
-            # A revoked device's key still checks its signature first: otherwise anyone
-            # who knows a device id could ask the server whether it was revoked.
-            found["device"] = device
-            return device.sign_pub
-        invite = state.invites.get(ident)
-        if invite is not None:
-            # Still `unknown_device` (a spent invite is no key at all), but said plainly:
-            # the person holding it needs to know to ask for a new one.
-            if invite.used_by is not None:
-                raise AuthError("unknown_device", "this invite was already used: ask for a new one")
-            if t > invite.expires:
-                raise AuthError("unknown_device", "this invite has expired: ask for a new one")
-            found["invite"] = invite
-            return invite.key
-        raise AuthError("unknown_device", "no device or live invite of this workspace has this key")
-
-    signed_by = verify(public_key_for)
-    revoked = found.get("device") is not None and found["device"].status == "revoked"
-    if revoked and access != REVOKED:
-        raise refuse("revoked_device", "this device was revoked")
-    caller = Caller(
-        workspace=ws,
-        key_id=signed_by.key_id,
-        state=found["state"],
-        device=found.get("device"),
-        invite=found.get("invite"),
-    )
+def _verified_caller(ws: str, p: Presented, t: int, revoked_ok: bool = False) -> Caller:
+    """Steps 4-7 of the refusal order: workspace, key, signature, standing (`revoked_ok`:
+    the one route a revoked device may call, to learn that it was revoked)."""
+    if p.workspace != ws:
+        raise refuse("wrong_workspace", "the request is signed for another workspace")
     conn = workspace_conn(ws)
-    assert conn is not None  # the key lookup above opened it
-    if nonce_seen(conn, signed_by.key_id, signed_by.nonce):
+    if conn is None:
+        raise refuse("unknown_workspace", "this server hosts no such workspace")
+    state = stored_log.state(conn, state_key(ws))
+    device = state.devices.get(p.key_id)
+    invite = state.invites.get(p.key_id) if device is None else None
+    key = device.sign_pub if device else invite.key if invite else _NOBODY
+    try:
+        verify_presented(p, key)
+    except AuthError:
+        raise refuse("bad_signature", UNVERIFIED) from None
+    if device is None and invite is None:  # unreachable: nobody holds that key
+        raise refuse("bad_signature", UNVERIFIED)
+    if invite is not None:
+        # Told only to whoever holds the invite's key (it verified): the person
+        # redeeming it needs to know to ask for a new one.
+        if invite.used_by is not None:
+            raise refuse("unknown_device", "this invite was already used: ask for a new one")
+        if t > invite.expires:
+            raise refuse("unknown_device", "this invite has expired: ask for a new one")
+    elif device is not None and device.status == "revoked" and not revoked_ok:
+        raise refuse("revoked_device", "this device was revoked")
+    return Caller(workspace=ws, key_id=p.key_id, state=state, device=device, invite=invite)
+
+
+def authenticate(ws: str, access: str) -> Caller:
+    """Run every check of the HTTP API (docs/PROTOCOL.md) for `ws`, read and check the
+    body, record the nonce; returns the verified caller. The body is in `g.fs_body`."""
+    t = now()
+    p = presented()
+    caller = _verified_caller(ws, p, t, revoked_ok=access == REVOKED)
+    if nonces.seen(paths(), ws, p.key_id, p.nonce):
         raise refuse("replayed_nonce", "this request was already received")
     _authorise(access, caller)
-    g.fs_nonce = (
-        signed_by.key_id,
-        signed_by.nonce,
-        t + 2 * current_app.config["SIGNATURE_WINDOW"],
-        t,
-    )
-    if not defer_nonce:
-        _consume_alone(conn)
+    limit = int(current_app.config["DEVICE_REQUESTS"])
+    slot = inflight.acquire(paths().slots, ws, p.key_id, limit)
+    if slot is None:
+        raise refuse("busy", f"this device already has {limit} requests in progress: retry")
+    g.fs_slot = slot
+    check_signed_body(p, read_body())
+    if not nonces.consume(paths(), ws, p.key_id, p.nonce, nonce_expiry(t), t):
+        raise refuse("replayed_nonce", "this request was already received")
     return caller
 
 
 def recheck_in_transaction(conn: sqlite3.Connection) -> None:
     """Inside the route's write transaction: refuse a device revoked since it was
-    authenticated, then record the request's nonce.
+    authenticated.
 
     A revoke committed by another worker (or admin) between this request's key
     lookup and its write would otherwise let one last write through: the write
@@ -208,50 +234,23 @@ def recheck_in_transaction(conn: sqlite3.Connection) -> None:
         device = state.devices.get(caller.device.device_id)
         if device is None or device.status == "revoked":
             raise refuse("revoked_device", "this device was revoked")
-    consume_nonce_in(conn)
-
-
-def consume_nonce_in(conn: sqlite3.Connection) -> None:
-    """Record the request's nonce inside the caller's write transaction.
-
-    A push then takes the write lock once rather than twice; if another request
-    with the same nonce committed first, the whole transaction is refused.
-    """
-    pending = g.pop("fs_nonce", None)
-    if pending is not None and not consume_nonce(conn, *pending):
-        raise refuse("replayed_nonce", "this request was already received")
-
-
-def _consume_alone(conn: sqlite3.Connection) -> None:
-    if g.get("fs_nonce") is not None:
-        with store.write(conn):
-            consume_nonce_in(conn)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def signed(access: str, *, nonce_in_transaction: bool = False) -> Callable[[F], F]:
+def signed(access: str) -> Callable[[F], F]:
     """Require a valid device (or invite) signature for the view's `<ws>` (flaskr's
-    `login_required`, with roles). The view finds the caller in `g.caller`.
-
-    With `nonce_in_transaction` the view records the nonce in its own write
-    transaction (`consume_nonce_in`); whatever path the view takes, a nonce it
-    did not record is recorded before the answer leaves.
-    """
+    `login_required`, with roles). The view finds the caller in `g.caller` and the
+    verified body through `read_body()`."""
     if access not in ACCESS:
         raise ValueError(f"unknown access {access!r}")
 
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def wrapped(ws: str, **kw: Any) -> Any:
-            g.caller = authenticate(ws, access, defer_nonce=nonce_in_transaction)
-            try:
-                return view(ws, **kw)
-            finally:
-                conn = workspace_conn(ws)
-                if conn is not None:
-                    _consume_alone(conn)
+            g.caller = authenticate(ws, access)
+            return view(ws, **kw)
 
         wrapped.fieldsync_access = access  # type: ignore[attr-defined]
         return cast(F, wrapped)

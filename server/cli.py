@@ -25,6 +25,8 @@ DEFAULT_CONF = Path(__file__).resolve().parents[1] / "deploy" / "gunicorn.conf.p
 # Used only when deploy/gunicorn.conf.py is absent: the settings privacy depends on.
 FALLBACK_SETTINGS: dict[str, Any] = {
     "workers": 2 * (os.cpu_count() or 1),
+    "worker_class": "server.worker.Worker",
+    "threads": 4,
     "accesslog": None,
     "errorlog": "-",
     "logger_class": "server.logs.GunicornLogger",

@@ -18,11 +18,14 @@ log = logging.getLogger("fieldsync.server")
 class ApiError(Exception):
     """A refusal with a stable `code`, a readable `message` and an HTTP `status`."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.headers = headers or {}
 
 
 # What werkzeug's own refusals become: routing, method, size and type errors.
@@ -42,7 +45,9 @@ def error_response(code: str, message: str, status: int) -> Response:
 
 
 def _api_error(exc: ApiError) -> Response:
-    return error_response(exc.code, exc.message, exc.status)
+    resp = error_response(exc.code, exc.message, exc.status)
+    resp.headers.update(exc.headers)
+    return resp
 
 
 def _http_error(exc: HTTPException) -> Response:

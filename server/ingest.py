@@ -89,11 +89,13 @@ def push(
     now_ms: int,
     max_skew_ms: int,
     in_transaction: Callable[[sqlite3.Connection], None] | None = None,
+    quota: int | None = None,
 ) -> Outcome:
     """Judge every bundle, merge and write the accepted ones; returns after COMMIT.
 
     `in_transaction(conn)` runs first inside the write transaction (the route
-    records its request nonce there); if it raises, nothing is written.
+    checks there that its device was not revoked meanwhile); if it raises, nothing
+    is written. `quota` bounds the bytes the signer may have stored (None: no bound).
     """
     results: list[tuple[str, int] | Rejection | None] = []
     candidates: list[tuple[int, Bundle, str]] = []
@@ -106,7 +108,7 @@ def push(
         with write(conn):
             if in_transaction is not None:
                 in_transaction(conn)
-            _judge_and_write(conn, candidates, results, signer, state)
+            _judge_and_write(conn, candidates, results, signer, state, quota)
     final: list[tuple[str, int] | Rejection] = []
     for r in results:
         assert r is not None
@@ -120,6 +122,7 @@ def _judge_and_write(
     results: list[tuple[str, int] | Rejection | None],
     signer: Device,
     state: KeyLogState,
+    quota: int | None,
 ) -> None:
     devices = state.devices
 
@@ -149,7 +152,9 @@ def _judge_and_write(
         foreign = {k: d for k, d in stored.devices_of(conn, named).items() if d != signer.device_id}
     stored_heads = {key: {h.cell_id for h in hs} for key, hs in view.heads.items()}
     change = stored.next_change(conn)
-    accepted: list[tuple[int, Bundle, str]] = []
+    used = stored.used_bytes(conn, signer.device_id) if quota is not None else 0
+    added = 0
+    accepted: list[tuple[int, Bundle, str, int]] = []
     namings: list[tuple[tuple[str, str, str], str]] = []
     touched: set[RegisterKey] = set()
     for i, b, h in candidates:
@@ -163,6 +168,13 @@ def _judge_and_write(
         rej = _chain(b, h, by_seq)
         if rej is None and foreign:
             rej = _foreign(metas[b.bundle_id], foreign)
+        size = stored.served_size(change, b)
+        if rej is None and quota is not None and used + added + size > quota:
+            rej = Rejection(
+                "quota_exceeded",
+                f"this device has {used + added} bytes stored of its {quota}; this bundle"
+                f" needs {size} more",
+            )
         if rej is None:
             try:
                 delta = fold(view, metas[b.bundle_id])
@@ -179,7 +191,8 @@ def _judge_and_write(
         namings.extend((target, n.device_id) for target, n in delta.namings)
         row = stored.Stored(change, b.bundle_id, b.device_id, b.seq, b.prev, h, b.sig)
         by_id[b.bundle_id] = by_seq[(b.device_id, b.seq)] = row
-        accepted.append((change, b, h))
+        accepted.append((change, b, h, size))
+        added += size
         results[i] = ("accepted", change)
         change += 1
     if not accepted:
@@ -190,6 +203,7 @@ def _judge_and_write(
         (key, cid) for key in touched for cid in stored_heads.get(key, ()) if cid not in final[key]
     ]
     stored.insert(conn, accepted, heads, unheaded, namings)
+    stored.add_usage(conn, signer.device_id, added)
 
 
 def _foreign(metas: list[CellMeta], foreign: dict[tuple[str, str, str], str]) -> Rejection | None:

@@ -21,7 +21,11 @@ from schemas.wire import ErrorSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SIGNED_ERRORS = (401, 403, 404)
+# Every signed route: refused signatures and standing, a body (any request may send
+# one) too slow, too large or of another type, and `429 busy`.
+_SIGNED_ERRORS = (401, 403, 404, 408, 413, 415, 429)
+# Every route with a body: bad JSON or schema, slow, too large, wrong type.
+_BODY_ERRORS = (400, 408, 413, 415)
 
 
 def doc(
@@ -46,7 +50,7 @@ def doc(
             "errors": sorted(
                 set(errors)
                 | (set(_SIGNED_ERRORS) if signed else set())
-                | ({400, 413, 415} if request is not None else set())
+                | (set(_BODY_ERRORS) if request is not None else set())
             ),
             "signed": signed,
         }

@@ -14,14 +14,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from clientkit import PASSPHRASE  # what clientkit.Team gives every device
+
 from client_sync.demo import Device, ServerProcess, server_command
 from client_sync.profile import VAULT_FILE, Profile
 from client_sync.vault import Vault
 from protocol import invite
 from protocol.encoding import b64d, b64e, canonical_json
 from protocol.model import Bundle, Cell
-
-PASSPHRASE = "pw"  # what clientkit.Team gives every device
 
 
 def vault_state(dev: Device) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from lying_proxy import LyingProxy
 from client_sync.demo import Device, Result, ServerProcess, start_server
 
 FAST_ENV = {"FIELDSYNC_KDF_FAST": "1", "FIELDSYNC_RETRIES": "2"}
+PASSPHRASE = "four random words here"  # not weak: `init` and `join` say nothing of it
 # What every new picket needs (schemas/records.py: its required fields).
 PICKET_REQUIRED = {"date": "2026-12-04", "place": "Invented Square"}
 PICKET = [arg for name, value in PICKET_REQUIRED.items() for arg in ("--set", f"{name}={value}")]
@@ -45,7 +46,7 @@ class Team:
     root: Path
     ids: dict[str, str] = field(default_factory=dict)
 
-    def device(self, name: str, passphrase: str = "pw", **env: str) -> Device:
+    def device(self, name: str, passphrase: str = PASSPHRASE, **env: str) -> Device:
         return Device(name, self.root / name, passphrase, env={**FAST_ENV, **env})
 
     def found(self, name: str = "admin", workspace: str = "Test pickets") -> Device:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from clientkit import proxied  # noqa: F401  (a fixture: the client tests' lying proxy)
 from serverkit import FlaskTransport, Kit
+from webkit import web_day  # noqa: F401  (a fixture: one played day for the workbench tests)
 
 from server.app import create_app
 from server.store import Paths, server_db

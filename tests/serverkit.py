@@ -270,18 +270,35 @@ class Kit:
         `bundle_id` forces the id (to test id reuse); otherwise it is random.
         """
         rid = record_id or self.record_id()
+        cells = [
+            (rid, record_type, name, value, (supersedes or {}).get(name, ()))
+            for name, value in values.items()
+        ]
+        return self.seal_cells(member, cells, hlc_value=hlc_value, epoch=epoch, bundle_id=bundle_id)
+
+    def seal_cells(
+        self,
+        member: Member,
+        cells: list[tuple[str, str, str, Any, tuple[str, ...]]],
+        *,
+        hlc_value: int | None = None,
+        epoch: int | None = None,
+        bundle_id: str | None = None,
+    ) -> Bundle:
+        """Seal `(record_id, record_type, field, value, supersedes)` cells as one bundle:
+        several may write one field (one register), which `seal` cannot express."""
         epoch = epoch or self.state.current_epoch
-        cells = []
-        for name, value in values.items():
+        inputs = []
+        for rid, record_type, name, value, sup in cells:
             member.last_hlc = hlc_value or hlc.tick(member.last_hlc, int(self.clock() * 1000))
-            cells.append(
+            inputs.append(
                 CellInput(
                     record_id=rid,
                     record_type=record_type,
                     field=name,
                     value=value,
                     hlc=member.last_hlc,
-                    supersedes=(supersedes or {}).get(name, ()),
+                    supersedes=sup,
                 )
             )
         bundle = crypto.seal_bundle(
@@ -292,7 +309,7 @@ class Kit:
             epoch=epoch,
             epoch_public=self.epochs[epoch].public_bytes,
             tag_key=self.tag_key,
-            cells=cells,
+            cells=inputs,
             random=self._first_random(b64d(bundle_id)) if bundle_id else self.random,
         )
         member.seq += 1
@@ -381,8 +398,8 @@ def wire_with_change(bundle: Bundle, change: int) -> dict[str, Any]:
 def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
     """Every row of every database under a data directory: compare before and after.
 
-    `nonces=False` leaves out the nonce tables, for requests that pass authentication
-    (and so rightly consume their nonce) but must change nothing else.
+    `nonces=False` leaves out the nonce files, for requests that pass authentication
+    (and so rightly spend their nonce) but must change nothing else.
     """
     from pathlib import Path
 
@@ -390,8 +407,5 @@ def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
     from server.store.inspect import dump
 
     paths = Paths(Path(data_dir))
-    out = {str(p.relative_to(paths.data_dir)): dump(p) for p in paths.all_databases()}
-    if not nonces:
-        for tables in out.values():
-            tables.pop("nonces", None)
-    return out
+    files = paths.all_databases() + (paths.nonce_databases() if nonces else [])
+    return {str(p.relative_to(paths.data_dir)): dump(p) for p in files}

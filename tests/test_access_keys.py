@@ -197,8 +197,8 @@ def test_an_invite_for_another_workspace_is_refused(
     result = dev.run("join", reencode_invite(theirs, workspace=ws), check=False)
     assert (result.rc, result.err) == (
         NOT_ALLOWED,
-        "error: this invite cannot be used: no device or live invite of this workspace has"
-        " this key\n",
+        "error: this invite cannot be used: the signature does not verify with a device or"
+        " live invite key of this workspace\n",
     )
     result = dev.run("join", reencode_invite(theirs, root=mine["root"]), check=False)
     assert (result.rc, result.err) == (

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from clientkit import (  # noqa: F401
+    PASSPHRASE,
     PICKET,
     Team,
     assert_one_line_error,
@@ -215,7 +216,7 @@ def test_a_forked_key_log_is_refused(proxied: tuple[Team, LyingProxy]) -> None:
     admin.run("sync")
     # The test plays a coerced admin key: it opens the admin's vault to sign an
     # alternative event at the position of the enrollment every device has seen.
-    _, saved = Vault.open(admin.home / "profile.vault", "pw")
+    _, saved = Vault.open(admin.home / "profile.vault", PASSPHRASE)
     key = keys.signing_key(b64d(saved["device_seed"]))
     events = saved["log"]
     before = keylog.verify_log(events[:-1], saved["root"])
@@ -264,3 +265,35 @@ def test_a_revoked_device(team: Team, admin: Device) -> None:
     assert (st["status"], st["outbox"], st["awaiting_receipt"]) == ("revoked", 0, 0)
     refused = gone.run("add", "picket", *PICKET, check=False)
     assert_one_line_error(refused, NOT_ALLOWED, "revoked", "nothing was sealed")
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "why"),
+    [
+        ("123456", "it is one of the most common passwords"),
+        ("Пароль", "it is one of the most common passwords"),
+        ("aaaaaaaaaaaaaaaa", "it repeats one or two characters"),
+        ("20261204153045", "it is only digits"),
+        ("short one", "it is shorter than 12 characters"),
+        ("four random words here", None),
+    ],
+)
+def test_weak_passphrases_are_named(passphrase: str, why: str | None) -> None:
+    from client_sync.profile import passphrase_weakness
+
+    assert passphrase_weakness(passphrase) == why
+
+
+def test_a_weak_passphrase_is_warned_about_once_the_profile_exists(
+    server: ServerProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    team = new_team(server, tmp_path)
+    admin = team.found()
+    weak = team.device("weak", passphrase="123456")
+    result = weak.run("join", admin.run("invite").last)
+    assert result.err == (
+        "warning: this passphrase is weak (it is one of the most common passwords): whoever"
+        " takes this device can guess it; four or five random words are stronger and easy to"
+        " remember\n"
+    )

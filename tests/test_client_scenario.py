@@ -12,6 +12,7 @@ from typing import Any
 from clientkit import FAST_ENV, as_json, records, server, status  # noqa: F401
 
 from client_sync.demo import (
+    PICKET,
     RELEASED_AT,
     ServerProcess,
     grep_dir,
@@ -196,23 +197,41 @@ def test_the_day(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
     assert {k: shown[k] for k in ("id", "type", "fields", "conflicts", "deleted")} == resolved
     assert shown["duplicates"] == []
 
-    # Exports: JSON is the records list; CSV is one row per record, every field a column.
+    # Exports: JSON is the records list; CSV one sheet (of a type, or of all), with
+    # who recorded each record, a byte-order mark for spreadsheet programs.
     admin.run("export", "--format", "json", "--out", str(tmp_path / "out.json"))
     assert json.loads((tmp_path / "out.json").read_text()) == [resolved, *detentions, *relatives]
     admin.run("export", "--format", "csv", "--out", str(tmp_path / "out.csv"))
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
-    assert list(rows[0]) == export_columns()
-    assert export_columns()[:3] == ["id", "type", "deleted"]
-    assert [(r["id"], r["type"], r["deleted"]) for r in rows] == [
-        (rec["id"], rec["type"], "false") for rec in [resolved, *detentions, *relatives]
+    raw = (tmp_path / "out.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    fields = [
+        c for name in export_columns()[3:]
+        for c in ([name, "picket_date", "picket_place"] if name == "picket_id" else [name])
+    ]  # fmt: skip
+    assert list(rows[0]) == ["id", "type", "recorded_by", "recorded_at", *fields, "conflicts"]
+    assert [(r["id"], r["type"], r["conflicts"]) for r in rows] == [
+        (rec["id"], rec["type"], "") for rec in [resolved, *detentions, *relatives]
     ]
+    assert [r["recorded_by"] for r in rows] == ["Asel's phone"] * 3 + ["Bolat's phone"] * 3
     assert rows[0]["attendance"] == "40"
     assert rows[3]["fine_amount"] == "69000" and rows[3]["fine_paid"] == "false"
     assert as_json(admin.run("records", "--format", "json")) == json.loads(
         (tmp_path / "out.json").read_text()
     )
     csv_out = admin.run("records", "--format", "csv").out
-    assert csv_out == (tmp_path / "out.csv").read_text()
+    assert csv_out == raw.decode("utf-8-sig")
+    admin.run("export", "--format", "csv", "--type", "detention", "--out", str(tmp_path / "d.csv"))
+    sheet = list(csv.reader(io.StringIO((tmp_path / "d.csv").read_text(encoding="utf-8-sig"))))
+    assert sheet[0] == [
+        "id", "recorded_by", "recorded_at", "person_name", "picket_id", "picket_date",
+        "picket_place", "detained_at", "held_at", "released_at", "charges", "court",
+        "court_date", "sentence_days", "fine_amount", "fine_currency", "fine_paid", "sources",
+        "reliability", "notes", "same_as", "conflicts",
+    ]  # fmt: skip
+    assert [(r[0], r[5], r[6]) for r in sheet[1:]] == [
+        (d["id"], "2026-12-04", PICKET["place"]) for d in detentions
+    ]
 
     # Status of each kind of device.
     st = status(admin)

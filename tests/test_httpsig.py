@@ -12,7 +12,16 @@ import pytest
 from corekit import T0, WORKSPACE, device_id, sign_key
 
 from protocol.encoding import b64e
-from protocol.httpsig import AuthError, SignedBy, content_digest, sign_request, verify_request
+from protocol.httpsig import (
+    AuthError,
+    SignedBy,
+    check_body,
+    content_digest,
+    parse_request,
+    sign_request,
+    verify_presented,
+    verify_request,
+)
 
 KEY = sign_key("volunteer")
 DEVICE = device_id(KEY)
@@ -138,3 +147,61 @@ def test_half_a_signature_is_missing(drop: str) -> None:
 def test_malformed_signature_input(value: str) -> None:
     headers = [(k, value if k == "Signature-Input" else v) for k, v in signed()]
     assert refusal(headers) == "bad_signature"
+
+
+def test_only_the_label_fs_is_accepted() -> None:
+    headers = [(k, v.replace("fs=", "pyhms=", 1)) for k, v in signed()]
+    assert {k: v for k, v in headers}["Signature"].startswith("pyhms=:")
+    assert refusal(headers) == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "sha-512=:" + "A" * 86 + "==:",  # another algorithm (RFC 9530 allows it; we do not)
+        "sha-256=:47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU=:",  # base64url, not base64
+        "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU:",  # no padding
+        "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFV=:",  # non-zero trailing bits
+        "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:;x=1",  # a parameter
+        "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:, sha-256=:AAAA:",  # two members
+        "sha-256=:AAAA:",  # not 32 bytes
+    ],
+)
+def test_content_digest_is_one_padded_sha256_byte_sequence(digest: str) -> None:
+    """Refused before any key is looked up, whatever the signature covers."""
+    headers = [(k, digest if k == "Content-Digest" else v) for k, v in signed()]
+    looked_up: list[str] = []
+
+    def spy(keyid: str) -> bytes:
+        looked_up.append(keyid)
+        return lookup(keyid)
+
+    assert refusal(headers, keys=spy) == "bad_signature"
+    assert looked_up == []
+
+
+def test_the_empty_body_digest_is_the_accepted_spelling() -> None:
+    assert content_digest(b"") == "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"
+
+
+def test_headers_are_verified_without_the_body_then_the_body_is_checked() -> None:
+    """What a server does: parse (no key, no body), verify (a key, no body), then the body."""
+    body = b'{"bundles":[]}'
+    headers = signed("POST", body)
+    p = parse_request(method="POST", url=URL, headers=headers, now=T0)
+    assert (p.keyid, p.key_id, p.created, p.nonce) == (KEYID, DEVICE, T0, NONCE)
+    signed_by = verify_presented(p, KEY.public_key().public_bytes_raw())
+    assert signed_by == SignedBy(
+        keyid=KEYID, workspace=WORKSPACE, key_id=DEVICE, created=T0, nonce=NONCE
+    )
+    check_body(p, body)
+    with pytest.raises(AuthError) as info:
+        check_body(p, body + b" ")
+    assert (info.value.code, info.value.reason) == (
+        "bad_signature",
+        "the body does not match its signed Content-Digest",
+    )
+    other = sign_key("stranger").public_key().public_bytes_raw()
+    with pytest.raises(AuthError) as info:
+        verify_presented(p, other)
+    assert info.value.code == "bad_signature"

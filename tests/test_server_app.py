@@ -54,12 +54,31 @@ def test_wrong_content_type(kit: Kit) -> None:
     assert no_type.status_code == 415
 
 
-@pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b"nul", b'{"bundles": [1]'])
-def test_malformed_json_is_invalid_request(kit: Kit, body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{", "bad_json"),
+        (b"\xff\xfe", "bad_utf8"),
+        (b"nul", "bad_json"),
+        (b'{"bundles": [1]', "bad_json"),
+        (b'{"bundles": [], "bundles": [1]}', "duplicate_key"),
+        (b'{"bundles": 1.0}', "bad_type"),
+        (b'{"bundles": 9007199254740993}', "bad_integer"),
+        (b"[" * 5000 + b"]" * 5000, "too_deep"),
+        (b"{" + b",".join(b'"k%d":0' % i for i in range(1025)) + b"}", "too_many_keys"),
+    ],
+)
+def test_every_body_goes_through_parse_json(kit: Kit, app: Any, body: bytes, code: str) -> None:
+    """The strict reader's own code, status 400, for every way JSON can be refused;
+    nothing is stored but the request's nonce."""
+    from serverkit import db_state
+
     vol = kit.member("volunteer")
     headers = kit.signed_headers("POST", kit.path("push"), vol, body)
+    before = db_state(app.config["DATA_DIR"], nonces=False)
     resp = kit.transport.send("POST", kit.path("push"), headers, body)
-    assert (resp.status, resp.code) == (400, "invalid_request")
+    assert (resp.status, resp.code) == (400, code)
+    assert db_state(app.config["DATA_DIR"], nonces=False) == before
 
 
 def test_internal_error_is_json_and_names_nobody(
@@ -85,21 +104,37 @@ def test_internal_error_is_json_and_names_nobody(
 
 
 def test_config_from_env_defaults_and_overrides() -> None:
+    mib = 1024 * 1024
     assert config_from_env({}) == {
         "DATA_DIR": "./fieldsync-data",
-        "MAX_BODY": 8 * 1024 * 1024,
+        "MAX_BODY": 8 * mib,
+        "BODY_TIMEOUT": 60.0,
+        "DEVICE_REQUESTS": 2,
+        "PAGE_BYTES": 4 * mib,
+        "DEVICE_QUOTA": 512 * mib,
+        "MIN_FREE_DISK": 256 * mib,
         "MAX_SKEW": 300,
         "PUBLIC_URL": None,
     }
     env = {
         "FIELDSYNC_DATA_DIR": "/srv/fs",
         "FIELDSYNC_MAX_BODY": "1000",
+        "FIELDSYNC_BODY_TIMEOUT": "5",
+        "FIELDSYNC_DEVICE_REQUESTS": "3",
+        "FIELDSYNC_PAGE_BYTES": "65536",
+        "FIELDSYNC_DEVICE_QUOTA": "1000000",
+        "FIELDSYNC_MIN_FREE_DISK": "0",
         "FIELDSYNC_MAX_SKEW": "60",
         "FIELDSYNC_PUBLIC_URL": "https://sync.example.org/fs",
     }
     assert config_from_env(env) == {
         "DATA_DIR": "/srv/fs",
         "MAX_BODY": 1000,
+        "BODY_TIMEOUT": 5.0,
+        "DEVICE_REQUESTS": 3,
+        "PAGE_BYTES": 65536,
+        "DEVICE_QUOTA": 1000000,
+        "MIN_FREE_DISK": 0,
         "MAX_SKEW": 60,
         "PUBLIC_URL": "https://sync.example.org/fs",
     }

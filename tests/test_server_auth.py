@@ -124,7 +124,8 @@ CASES = {
     "tampered_body": (401, "bad_signature"),
     "stale_time": (401, "stale_signature"),
     "future_time": (401, "stale_signature"),
-    "unknown_device": (401, "unknown_device"),
+    # An unknown keyid is refused exactly as a bad signature is (see below).
+    "unknown_device": (401, "bad_signature"),
     "revoked_device": (403, "revoked_device"),
     "other_workspace": (403, "wrong_workspace"),
     "unknown_workspace": (404, "unknown_workspace"),
@@ -245,7 +246,7 @@ CREATE_CASES = {
     "no_signature": (401, "missing_signature"),
     "bad_signature": (401, "bad_signature"),
     "stale_time": (401, "stale_signature"),
-    "unknown_device": (401, "unknown_device"),
+    "not_the_founder": (401, "bad_signature"),
     "other_workspace": (403, "wrong_workspace"),
 }
 
@@ -267,7 +268,7 @@ def test_create_workspace_refusals(
         )
     elif case == "stale_time":
         resp = kit.create_request(code, created=kit.now() - 1000)
-    elif case == "unknown_device":
+    elif case == "not_the_founder":
         resp = kit.request(
             "POST",
             "/v1/workspaces",

@@ -263,9 +263,9 @@ def test_delivery_reads_do_not_grow_with_the_workspace() -> None:
         cells = []
         for i in range(n):
             dev = "target-device" if i % max(1, n // 20) == 0 else f"d{i % 97}"
-            rows.append((i + 1, f"b{i}", dev, i + 1, "p", 1, 1, "k", "s", "g", f"h{i}"))
+            rows.append((i + 1, f"b{i}", dev, i + 1, "p", 1, 1, "k", "s", "g", f"h{i}", 100))
             cells.append((i + 1, 0, f"c{i}", f"r{i}", "t", 1, "[]", "x", 1))
-        conn.executemany("INSERT INTO bundles VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO bundles VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.executemany("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?)", cells)
         conn.executemany(
             "INSERT INTO receipts VALUES (?, ?, 1, 1, '{}')",

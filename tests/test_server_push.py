@@ -314,11 +314,11 @@ def test_replayed_push_and_a_nonce_race_store_nothing(
     before = db_state(app.config["DATA_DIR"])
     again = kit.transport.send("POST", path, headers, body)
     assert (again.status, again.code) == (401, "replayed_nonce")
-    # Two requests with one nonce both past the read check: the second one's
-    # transaction finds the nonce taken and writes nothing.
-    from server import auth
+    # Two requests with one nonce both past the read check: the second one finds
+    # the nonce taken when it records it, and writes nothing.
+    from server.store import nonces
 
-    monkeypatch.setattr(auth, "nonce_seen", lambda *a: False)
+    monkeypatch.setattr(nonces, "seen", lambda *a: False)
     other = json.dumps({"bundles": [kit.seal(vol, {"n": 2}).to_wire()]}).encode()
     nonce = headers["Signature-Input"].split('nonce="')[1].split('"')[0]
     raced = kit.signed_headers("POST", path, vol, other, nonce=nonce)

@@ -32,8 +32,8 @@ def records(s: Session, record_type: str | None, fmt: str) -> None:
     recs = view.merged_records(replica, record_type)
     if fmt == "json":
         emit(view.to_json(recs))
-    elif fmt == "csv":
-        click.echo(view.to_csv(recs), nl=False)
+    elif fmt == "csv":  # the sheet `export --format csv` writes, on standard output
+        click.echo(operations.export(s, "csv", record_type, bom=False)[0], nl=False)
     else:
         emit(view.records_table(recs))
 
@@ -91,18 +91,24 @@ def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), required=True)
 @click.option("--out", "out_path", required=True, metavar="PATH", help="File to write.")
-@session
-def export(s: Session, fmt: str, out_path: str) -> None:
+@click.option(
+    "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help="Only this type."
+)
+@click.option("--deleted", is_flag=True, help="CSV: include deleted records (a column says).")
+def export(fmt: str, out_path: str, record_type: str | None, deleted: bool) -> None:
     """Coordinator: write the merged records to a file (plaintext: handle with care).
 
-    Example: fieldsync export --format csv --out records.csv
+    CSV is one sheet per --type (or all types in one), open conflicts marked.
+
+    Example: fieldsync export --format csv --type detention --out detentions.csv
     """
-    replica = s.reading_replica("export records")
-    recs = view.merged_records(replica)
-    text = view.to_json(recs) + "\n" if fmt == "json" else view.to_csv(recs)
-    path = Path(out_path)
+    with unlocked() as s:
+        text, count = operations.export(s, fmt, record_type, deleted=deleted)
     try:
-        write_atomic(path, text.encode("utf-8"))
+        write_atomic(Path(out_path), text.encode("utf-8"))
     except OSError as exc:
         raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
-    emit(f"exported {len(recs)} record(s) to {out_path}")
+    emit(
+        f"exported {count} record(s) to {out_path};"
+        " it is plaintext: keep it where the records may be"
+    )

@@ -30,9 +30,11 @@ def ui(port: int, no_browser: bool, idle: float) -> None:
 
     Example: fieldsync ui --no-browser
     """
+    from ..profile import VAULT_FILE, home_dir
     from ..web import serve
 
-    device = Device.unlock()
+    # No profile on this machine yet: the workbench opens on joining or founding one.
+    device = Device.unlock() if (home_dir() / VAULT_FILE).exists() else None
     bench = serve(device, port=port, idle_minutes=idle)
     emit(bench.url)
     emit("open this address in a browser on this machine (it works once);")
@@ -48,5 +50,7 @@ def ui(port: int, no_browser: bool, idle: float) -> None:
         pass
     finally:
         bench.shutdown()
-        device.lock()
+        served = bench.app.extensions["fieldsync_device"]
+        if served is not None:
+            served.lock()
         emit("the workbench stopped; its keys are gone from memory")

@@ -53,8 +53,11 @@ class _Late:
         return self.app(environ, start_response)
 
 
-def serve(device: Device, *, port: int = 0, idle_minutes: float = 15.0) -> Workbench:
-    """Bind 127.0.0.1 only (a free port unless one is given) and build the app."""
+def serve(device: Device | None, *, port: int = 0, idle_minutes: float = 15.0) -> Workbench:
+    """Bind 127.0.0.1 only (a free port unless one is given) and build the app.
+
+    With `device=None` (no profile on this machine yet) only the setup pages answer:
+    join with an invite, or found a workspace."""
     # werkzeug's request log names the client address and every path (record ids):
     # nothing of it is wanted, even on loopback.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, g, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.wrappers import Response
 
 from ..device import Device, Session
@@ -28,27 +28,29 @@ from .jobs import Jobs
 
 # Paths served while the device is locked: the unlock form and what it needs.
 UNLOCKED_NOT_NEEDED = ("/unlock", "/launch", "/static/", "/language")
+# Paths served before this machine has a profile: joining or founding a workspace.
+NO_PROFILE_NEEDED = ("/setup", "/launch", "/static/", "/language")
 
 
 class Idle:
     """Locks the device after `minutes` without a request (checked by a timer and on
     each request, so a sleeping laptop locks on waking too)."""
 
-    def __init__(self, device: Device, minutes: float) -> None:
+    def __init__(self, device: Device | None, minutes: float) -> None:
         self.device = device
         self.seconds = minutes * 60
         self.last = time.monotonic()
         self._stop = threading.Event()
 
     def touch(self) -> None:
-        if time.monotonic() - self.last > self.seconds:
+        if time.monotonic() - self.last > self.seconds and self.device is not None:
             self.device.lock()
         self.last = time.monotonic()
 
     def watch(self) -> None:
         def loop() -> None:
             while not self._stop.wait(min(30.0, self.seconds / 4)):
-                if time.monotonic() - self.last > self.seconds:
+                if time.monotonic() - self.last > self.seconds and self.device is not None:
                     self.device.lock()
 
         threading.Thread(target=loop, daemon=True).start()
@@ -58,8 +60,20 @@ class Idle:
 
 
 def device() -> Device:
-    found: Device = current_app.extensions["fieldsync_device"]
+    found: Device | None = current_app.extensions["fieldsync_device"]
+    if found is None:
+        raise NotFound()  # no profile yet: only the setup pages answer
     return found
+
+
+def has_profile() -> bool:
+    return current_app.extensions["fieldsync_device"] is not None
+
+
+def adopt(dev: Device) -> None:
+    """The profile that the setup pages just made is the one this workbench serves."""
+    current_app.extensions["fieldsync_device"] = dev
+    current_app.extensions["fieldsync_idle"].device = dev
 
 
 def jobs() -> Jobs:
@@ -88,6 +102,10 @@ def page(template: str, **context: Any) -> str:
 def _before() -> Response | None:
     idle: Idle = current_app.extensions["fieldsync_idle"]
     idle.touch()
+    if not has_profile():
+        if request.path.startswith(NO_PROFILE_NEEDED):
+            return None
+        return redirect(url_for("setup.start"))
     if device().locked and not request.path.startswith(UNLOCKED_NOT_NEEDED):
         return redirect(url_for("home.unlock", next=request.full_path.rstrip("?")))
     return None
@@ -95,7 +113,7 @@ def _before() -> Response | None:
 
 def _whoami() -> dict[str, Any]:
     """What every page's header shows: role, names, counts (read without the lock)."""
-    if not g.get("authorized") or device().locked:
+    if not g.get("authorized") or not has_profile() or device().locked:
         return {}  # a refused request sees no name, no count, nothing of the profile
     if "me" in g:
         return {"me": g.me}
@@ -119,15 +137,20 @@ def _whoami() -> dict[str, Any]:
 
 def _error(exc: HTTPException) -> tuple[str, int]:
     status = exc.code or 500
-    return page("error.html", status=status, detail=exc.description), status
+    # Our own refusals carry a translated detail; werkzeug's stock English ones do not
+    # show (the page's translated heading says enough).
+    detail = exc.description if exc.description != type(exc).description else None
+    return page("error.html", status=status, detail=detail), status
 
 
 def _cli_error(exc: CliError) -> tuple[str, int]:
-    return page("error.html", status=400, detail=exc.message), 400
+    # The core's refusals are English sentences naming ids: shown as they are, after
+    # a translated lead, and marked as not for translation.
+    return page("error.html", status=400, core_detail=exc.message), 400
 
 
 def create_app(
-    dev: Device, gate: security.Gate, *, idle_minutes: float = 15.0, watch: bool = True
+    dev: Device | None, gate: security.Gate, *, idle_minutes: float = 15.0, watch: bool = True
 ) -> Flask:
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config.update(TEMPLATES_AUTO_RELOAD=False, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
@@ -144,8 +167,14 @@ def create_app(
     app.register_error_handler(HTTPException, _error)
     app.register_error_handler(CliError, _cli_error)
 
-    from . import capture, home, review, roster
+    from . import capture, home, review, review_data, roster, setup
 
-    for module in (home, capture, review, roster):
+    app.jinja_env.globals.update(
+        field_label=review_data.field_label,
+        choice_label=review_data.choice_label,
+        record_brief=review_data.brief,
+    )
+
+    for module in (home, capture, review, roster, setup):
         app.register_blueprint(module.bp)
     return app

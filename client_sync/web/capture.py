@@ -12,6 +12,7 @@ pickets from its replica, or any pasted record id.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -69,8 +70,16 @@ def _pickets() -> list[tuple[str, str]]:
     return out
 
 
-def _form(record_type: str, values: dict[str, str], errors: dict[str, list[str]]) -> str:
+def _form(
+    record_type: str,
+    values: dict[str, str],
+    errors: dict[str, list[str]],
+    record_id: str | None = None,
+) -> str:
     fields: list[FieldSpec] = [f for f in specs(record_type) if f.capture]
+    if record_id is not None:
+        # Adding to a record: nothing is required, what is filled in is written.
+        fields = [dataclasses.replace(f, required=False) for f in fields]
     pickets = _pickets() if record_type == "detention" else []
     return page(
         "capture.html",
@@ -78,9 +87,15 @@ def _form(record_type: str, values: dict[str, str], errors: dict[str, list[str]]
         type_label=TYPE_LABELS[record_type],
         fields=fields,
         values=values,
-        errors={name: [_(m) for m in msgs] for name, msgs in errors.items()},
+        # Field messages are catalogue ids; the core's refusals (a bad record id) are
+        # shown as they are, marked as such in the page.
+        errors={
+            name: msgs if name in ("", "record_id") else [_(m) for m in msgs]
+            for name, msgs in errors.items()
+        },
         pickets=pickets,
         saved=request.args.get("saved"),
+        record_id=record_id,
     )
 
 
@@ -88,7 +103,8 @@ def _form(record_type: str, values: dict[str, str], errors: dict[str, list[str]]
 def form(record_type: str) -> str:
     if record_type not in RECORD_TYPES:
         abort(404)
-    return _form(record_type, {}, {})
+    record_id = request.args.get("record")
+    return _form(record_type, {}, {}, record_id.strip() if record_id is not None else None)
 
 
 @bp.post("/capture/<record_type>")
@@ -98,11 +114,19 @@ def capture(record_type: str) -> Response | tuple[str, int]:
     names = {f.name for f in specs(record_type) if f.capture}
     typed = {k: v.strip() for k, v in request.form.items() if k in names}
     values = {k: v for k, v in typed.items() if v}
+    target = request.form.get("record_id")
     try:
         with session() as s:
-            record_id = operations.add(s, record_type, values)
+            if target is None:
+                record_id = operations.add(s, record_type, values)
+            else:
+                record_id = outbox.check_record_id(target.strip())
+                operations.edit(s, record_id, record_type, values)
     except outbox.InvalidValues as exc:
-        return _form(record_type, typed, exc.errors), 422
+        return _form(record_type, typed, exc.errors, target), 422
+    except CliError as exc:  # not a record id, nothing to write, another type
+        errors = {"record_id": [exc.message]} if target is not None else {"": [exc.message]}
+        return _form(record_type, typed, errors, target), 422
     if record_type == "picket":
         recent().add(record_id, values.get("date", ""), values.get("place", ""))
     return redirect(url_for("capture.form", record_type=record_type, saved=record_id))
@@ -127,6 +151,3 @@ def on_sync_done(app: Any) -> None:
     found = app.extensions.get("fieldsync_recent")
     if found is not None:
         found.clear()
-
-
-__all__ = ["CliError", "bp", "on_sync_done"]

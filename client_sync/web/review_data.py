@@ -48,6 +48,41 @@ class Table:
     total: int
     page: int
     pages: int
+    briefs: dict[str, str] = field(default_factory=dict)  # linked record id -> brief
+
+
+def field_label(record_type: str, name: str) -> str | None:
+    """The label (a message id) of a field of a known type, else None."""
+    if record_type not in RECORD_TYPES:
+        return None
+    for spec in specs(record_type):
+        if spec.name == name:
+            return spec.label
+    return None
+
+
+def choice_label(record_type: str, name: str, value: Any) -> str | None:
+    """The label (a message id) of a choice value, or of yes/no; None for other values."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if record_type not in RECORD_TYPES or not isinstance(value, str):
+        return None
+    for spec in specs(record_type):
+        if spec.name == name:
+            return next((label for v, label in spec.choices if v == value), None)
+    return None
+
+
+def brief(rec: dict[str, Any] | None) -> str:
+    """A record in a few words: a picket's date and place, a person's name."""
+    if not rec:
+        return ""
+    f = rec.get("fields", {})
+    if rec.get("type") == "picket":
+        return f"{f.get('date', '')} · {f.get('place', '')}"
+    if rec.get("type") == "detention":
+        return f"{f.get('person_name', '')} · {f.get('detained_at', '')}".strip(" ·")
+    return str(f.get("full_name", "") or rec.get("id", ""))
 
 
 def as_text(value: Any) -> str:
@@ -125,7 +160,13 @@ def table(s: Session, replica: Replica, q: Query, per_page: int) -> Table:
     pages = max(1, -(-len(rows) // per_page))
     page = min(q.page, pages)
     start = (page - 1) * per_page
-    return Table(rows[start : start + per_page], len(rows), page, pages)
+    shown = rows[start : start + per_page]
+    linked = {r.values.get("picket_id") for r in shown} | {r.same_as for r in shown}
+    briefs = {}
+    if linked - {None}:
+        by_id = {r["id"]: r for r in view.merged_records(replica)}
+        briefs = {rid: brief(by_id.get(rid)) for rid in linked if isinstance(rid, str)}
+    return Table(shown, len(rows), page, pages, briefs)
 
 
 def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | None:
@@ -172,6 +213,9 @@ def conflict_queue(s: Session, replica: Replica) -> list[dict[str, Any]]:
             v["n"] = n
             v["at"] = view.hlc_time(v["hlc"])
     items.sort(key=lambda i: min(v["hlc"] for v in i["values"]))
+    by_id = {r["id"]: r for r in view.merged_records(replica)} if items else {}
+    for item in items:
+        item["brief"] = brief(by_id.get(item["record_id"]))
     return items
 
 

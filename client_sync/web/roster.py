@@ -8,11 +8,12 @@ from flask import Blueprint, abort, redirect, request, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
+from schemas.records import N_
+
 from .. import enrol, keyring, operations, rekey, view
 from ..device import Session
 from ..errors import CliError
 from .app import device, jobs, page, reading, session
-from .i18n import gettext as _
 
 bp = Blueprint("roster", __name__)
 
@@ -25,9 +26,11 @@ def _qr_svg(text: str) -> Markup:
 
 @bp.get("/devices")
 def devices() -> str:
-    with reading() as s:
-        items, offline = operations.devices(s, online=False)
-        me = s.prof.device_id
+    # Like `fieldsync devices`: the roster fetched and verified afresh when the server
+    # answers (someone may have joined), the last verified one when it does not.
+    with session() as s:
+        items, offline = operations.devices(s)
+        my_id = s.prof.device_id
         admin = s.prof.me().role == "admin" and s.prof.me().status == "active"
         from protocol.keylog import safety_number
 
@@ -36,7 +39,7 @@ def devices() -> str:
     return page(
         "devices.html",
         items=items,
-        me=me,
+        my_id=my_id,
         admin=admin,
         safety=number,
         seen=seen,
@@ -60,7 +63,7 @@ def invite() -> str:
     with session() as s:
         text = operations.invite(s, role, hours)
         items, _offline = operations.devices(s, online=False)
-        me = s.prof.device_id
+        my_id = s.prof.device_id
         from protocol.keylog import safety_number
 
         number = safety_number(s.prof.seen[1])
@@ -68,7 +71,7 @@ def invite() -> str:
     return page(
         "devices.html",
         items=items,
-        me=me,
+        my_id=my_id,
         admin=True,
         safety=number,
         seen=seen,
@@ -98,15 +101,17 @@ def confirm_revoke(device_id: str) -> str:
 def revoke(device_id: str) -> Response:
     dev = device()
 
-    def work(job: object) -> list[str]:
-        lines = []
+    # A job runs outside any request: it returns message ids and their values, and
+    # the job's page translates them for whoever reads it.
+    def work(job: object) -> list[tuple[str, dict[str, object]]]:
+        lines: list[tuple[str, dict[str, object]]] = []
         with dev.session() as s:
             rotated = operations.revoke(s, device_id)
-            lines.append(_("The device was revoked."))
+            lines.append((N_("The device was revoked."), {}))
             if rotated:
-                lines.append(_("The epoch key was rotated: new captures use the new key."))
+                lines.append((N_("The epoch key was rotated: new captures use the new key."), {}))
                 n = operations.rekey(s, rekey.PAGE)
-                lines.append(_("Stored data re-sealed to the new key: %(n)s bundles.", n=n))
+                lines.append((N_("Stored data re-sealed to the new key: %(n)s bundles."), {"n": n}))
         return lines
 
     job = jobs().start("revoke", work)
@@ -117,13 +122,13 @@ def revoke(device_id: str) -> Response:
 def rotate() -> Response:
     dev = device()
 
-    def work(job: object) -> list[str]:
+    def work(job: object) -> list[tuple[str, dict[str, object]]]:
         with dev.session() as s:
             epoch = operations.rotate(s)
             n = operations.rekey(s, rekey.PAGE)
         return [
-            _("The epoch key was rotated: now epoch %(epoch)s.", epoch=epoch),
-            _("Stored data re-sealed to the new key: %(n)s bundles.", n=n),
+            (N_("The epoch key was rotated: now epoch %(epoch)s."), {"epoch": epoch}),
+            (N_("Stored data re-sealed to the new key: %(n)s bundles."), {"n": n}),
         ]
 
     job = jobs().start("rotate", work)

@@ -24,6 +24,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .i18n import gettext as _
 
+# Cookies are scoped by host, not port: two workbenches on 127.0.0.1 (two profiles)
+# keep their sessions apart by the port in the cookie's name.
 COOKIE = "fieldsync_session"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
@@ -41,6 +43,10 @@ class Gate:
     launch_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(32))
     session_id: str | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @property
+    def cookie(self) -> str:
+        return f"{COOKIE}_{self.port}"
 
     def hosts(self) -> tuple[str, str]:
         return (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
@@ -73,7 +79,7 @@ def _check() -> None:
         abort(403, _("This workbench answers only at 127.0.0.1 or localhost."))
     if request.path.startswith(OPEN_PATHS):
         return
-    if not gt.has_session(request.cookies.get(COOKIE)):
+    if not gt.has_session(request.cookies.get(gt.cookie)):
         abort(403, _("No workbench session: open the address that `fieldsync ui` printed."))
     if request.method == "POST" and not gt.csrf_ok(request.form.get("csrf")):
         abort(403, _("This form is stale or came from another site: reload the page."))
@@ -94,7 +100,7 @@ def _headers(resp: Response) -> Response:
 
 
 def set_session_cookie(resp: BaseResponse, session_id: str) -> None:
-    resp.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", path="/")
+    resp.set_cookie(gate().cookie, session_id, httponly=True, samesite="Strict", path="/")
 
 
 def init_app(app: Flask, gt: Gate) -> None:

@@ -1,8 +1,9 @@
-"""Changes: keyholders pull whole bundles in change order, one range scan per page."""
+"""Changes: keyholders pull whole bundles in change order, one range scan per page,
+each page bounded by a count and by bytes (`FIELDSYNC_PAGE_BYTES`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
 from schemas.wire import MAX_SEQ, ChangesResponseSchema
 
@@ -22,7 +23,7 @@ bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
     response=ChangesResponseSchema,
     query=[
         query_int("since", "last change already held (exclusive)", 0, MAX_SEQ),
-        query_int("limit", "bundles per page (default 200)", 1, 1000),
+        query_int("limit", "at most this many bundles per page (default 200)", 1, 1000),
     ],
     errors=(400,),
 )
@@ -33,8 +34,10 @@ def changes(ws: str) -> Response:
     conn = auth.workspace_conn(ws)
     assert conn is not None
     delivery.ensure(conn)
+    budget = int(current_app.config["PAGE_BYTES"])
     with store.read(conn):
-        page, nxt = stored.changes(conn, ws, since, limit)
+        end = stored.page_end(conn, since, limit, budget)
+        page, nxt = ("[]", since) if end is None else (stored.changes(conn, ws, since, end), end)
         last = stored.last_change(conn)
         inc = delivery.incarnation(conn)
     done = "true" if last <= nxt else "false"

@@ -61,7 +61,7 @@ def _caller() -> Caller:
     response=StoredResponseSchema,
     errors=(400,),
 )
-@signed(KEYHOLDER, nonce_in_transaction=True)
+@signed(KEYHOLDER)
 def post_receipts(ws: str) -> Response:
     receipts = load(_receipts, body_json())["receipts"]
     caller = _caller()
@@ -117,7 +117,7 @@ def get_receipts(ws: str) -> Response:
     response=ChainResponseSchema,
     errors=(400,),
 )
-@signed(MEMBER, nonce_in_transaction=True)
+@signed(MEMBER)
 def post_head(ws: str) -> Response:
     head = load(_head, body_json())["head"]
     me = _caller().device

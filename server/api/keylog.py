@@ -50,11 +50,11 @@ def _append_event(ws: str, kinds: tuple[str, ...], signer: str | None = None) ->
     event = load(_append, body_json())["event"]
     if event["kind"] not in kinds:
         raise ApiError(
-            "invalid_event", f"invalid_event: a {event['kind']} event does not go here", 400
+            "invalid_event", f"invalid_event: wrong_kind: a {event['kind']} event does not go here"
         )
     if signer is not None and event["signer"] != signer:
         raise ApiError(
-            "invalid_event", "invalid_event: signed by another key than the request", 400
+            "invalid_event", "invalid_event: wrong_signer: signed by another key than the request"
         )
     conn = auth.workspace_conn(ws)
     assert conn is not None

@@ -74,12 +74,12 @@ def pending(ws: str) -> Response:
     response=RekeyResponseSchema,
     errors=(400,),
 )
-@signed(ADMIN, nonce_in_transaction=True)
+@signed(ADMIN)
 def update(ws: str) -> Response:
     items = load(_schema, body_json())["items"]
     conn = auth.workspace_conn(ws)
     assert conn is not None
-    # One transaction per page: the checks, the caller's standing and nonce, the swap.
+    # One transaction per page: the checks, the caller's standing, the swap.
     with store.write(conn):
         # Read the epoch inside the lock: a rotate appended meanwhile moves the target.
         current = store.keylog.state(conn, auth.state_key(ws)).current_epoch

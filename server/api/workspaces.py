@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response
 
 from protocol.errors import InvalidKeyLog
-from protocol.httpsig import AuthError, parse_keyid
+from protocol.httpsig import AuthError, verify_presented
 from protocol.keylog import genesis_state
 from schemas.wire import CreateWorkspaceResponseSchema, CreateWorkspaceSchema
 
 from .. import auth
+from ..body import CREATE_MAX_BODY
 from ..errors import ApiError
 from ..openapi import doc
-from ..store import server_db, valid_workspace_id
-from . import body_json, json_response, load
+from ..store import nonces, server_db, valid_workspace_id
+from . import json_response, load, parse_body
 
 bp = Blueprint("workspaces", __name__, url_prefix="/v1")
 
@@ -29,41 +30,60 @@ _schema = CreateWorkspaceSchema()
     errors=(400, 409),
 )
 def create() -> tuple[Response, int] | Response:
-    # The founder's key is in the body, so the body is read before the signature
-    # can be checked; nothing is stored until both verify.
-    if "signature" not in request.headers or "signature-input" not in request.headers:
-        raise auth.refuse("missing_signature", "the request is not signed")
-    data = load(_schema, body_json())
+    """The founder's key is in the body, so this is the one route that reads a body
+    before its signature can be checked: only once the signature headers are well
+    formed and fresh, at most CREATE_MAX_BODY bytes, within the body deadline. Every
+    refusal is decided by reads alone (the code is checked, never consumed, until
+    the workspace is created), so a refused request stores nothing."""
+    p = auth.presented()
+    raw = auth.read_body(CREATE_MAX_BODY)
+    data = load(_schema, parse_body(raw))
     genesis = data["genesis"]
     try:
         state = genesis_state(genesis)
-    except (InvalidKeyLog, KeyError, TypeError) as exc:
-        raise ApiError("invalid_event", f"invalid_event: {exc}", 400) from exc
+    except InvalidKeyLog as exc:
+        raise ApiError("invalid_event", f"invalid_event: {exc.code}: {exc.reason}") from exc
+    except (KeyError, TypeError) as exc:
+        raise ApiError(
+            "invalid_event", "invalid_event: malformed: the genesis is incomplete"
+        ) from exc
     ws = state.workspace
     if not valid_workspace_id(ws):  # genesis_state checked it; this guards the file name
-        raise ApiError("invalid_event", "invalid_event: bad workspace id", 400)
+        raise ApiError("invalid_event", "invalid_event: malformed: bad workspace id")
     founder = state.devices[genesis["signer"]]
-
-    def public_key_for(keyid: str) -> bytes:
-        kws, ident = parse_keyid(keyid)
-        if kws != ws:
-            raise AuthError("wrong_workspace", "the request is signed for another workspace")
-        if ident != founder.device_id:
-            raise AuthError("unknown_device", "the request is not signed by the genesis key")
-        return founder.sign_pub
-
-    signed_by = auth.verify(public_key_for)
+    if p.workspace != ws:
+        raise auth.refuse("wrong_workspace", "the request is signed for another workspace")
+    if p.key_id != founder.device_id:
+        raise auth.refuse("bad_signature", "the request is not signed by the genesis key")
+    try:
+        verify_presented(p, founder.sign_pub)
+    except AuthError as exc:
+        raise auth.refuse(exc.code, exc.reason) from None
+    auth.check_signed_body(p, raw)
     paths = auth.paths()
-    if server_db.nonce_seen(paths, signed_by.keyid, signed_by.nonce):
+    if nonces.seen(paths, ws, p.key_id, p.nonce):
         raise auth.refuse("replayed_nonce", "this request was already received")
+    if not server_db.code_usable(paths, data["code"]):
+        raise _bad_code()
+    if paths.workspace_db(ws).exists():
+        raise _exists()
     t = auth.now()
-    expires = t + 2 * int(current_app.config["SIGNATURE_WINDOW"])
-    if not server_db.consume_founder_nonce(paths, signed_by.keyid, signed_by.nonce, expires, t):
-        raise auth.refuse("replayed_nonce", "this request was already received")
     try:
         server_db.create_workspace(paths, ws, data["code"], genesis, t)
     except server_db.CodeRefused as exc:
-        raise ApiError("bad_code", "unknown or used workspace code", 403) from exc
+        raise _bad_code() from exc
     except server_db.WorkspaceExists as exc:
-        raise ApiError("workspace_exists", "a workspace with this id exists", 409) from exc
+        raise _exists() from exc
+    # Recorded once the workspace exists: a replay of this request is refused by name.
+    # (Two copies racing both reach create_workspace, where the one-time code lets
+    # only the first through.)
+    nonces.consume(paths, ws, p.key_id, p.nonce, auth.nonce_expiry(t), t)
     return json_response({"workspace": ws, "root": state.root}, 201)
+
+
+def _bad_code() -> ApiError:
+    return ApiError("bad_code", "unknown or used workspace code", 403)
+
+
+def _exists() -> ApiError:
+    return ApiError("workspace_exists", "a workspace with this id exists", 409)

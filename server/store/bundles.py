@@ -149,19 +149,44 @@ def devices_of(
     return out
 
 
+def _digits(n: int) -> int:
+    return len(str(n))
+
+
+_CELL_FIXED = len('{"record_id":"","field_tag":"","cell_id":"","hlc":,"supersedes":,"ct":""}') + (
+    22 + 22 + 43
+)
+_BUNDLE_FIXED = len(
+    '{"workspace":"","bundle_id":"","device_id":"","seq":,"prev":"","epoch":,"key_commit":"",'
+    '"key_epoch":,"sealed_key":"","sig":"","cells":[],"change":}'
+) + (22 + 22 + 22 + 43 + 43 + 86)
+
+
+def served_size(change: int, b: Bundle) -> int:
+    """The bytes bundle `b` takes in a changes page (`changes` below builds exactly
+    this text), counted without building it."""
+    n = len(b.cells)
+    size = _BUNDLE_FIXED + len(b.sealed_key) + max(n - 1, 0)
+    size += _digits(b.seq) + _digits(b.epoch) + _digits(b.key_epoch) + _digits(change)
+    for c in b.cells:
+        k = len(c.supersedes)
+        size += _CELL_FIXED + _digits(c.hlc) + len(c.ct) + (1 + 46 * k if k else 2)
+    return size
+
+
 def insert(
     conn: sqlite3.Connection,
-    accepted: Sequence[tuple[int, Bundle, str]],
+    accepted: Sequence[tuple[int, Bundle, str, int]],
     heads: set[str],
     unheaded: Iterable[tuple[RegisterKey, str]],
     namings: Iterable[tuple[tuple[str, str, str], str]],
 ) -> None:
-    """Write accepted bundles `(change, bundle, hash)` and their cells, clear the head
-    flag of each `(register, cell_id)` in `unheaded`, and remember each naming
+    """Write accepted bundles `(change, bundle, hash, size)` and their cells, clear the
+    head flag of each `(register, cell_id)` in `unheaded`, and remember each naming
     `((record, field, named id), by_device)`."""
     conn.executemany(
         "INSERT INTO bundles (change, bundle_id, device_id, seq, prev, epoch, key_epoch,"
-        " key_commit, sealed_key, sig, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " key_commit, sealed_key, sig, hash, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 change,
@@ -175,8 +200,9 @@ def insert(
                 b.sealed_key,
                 b.sig,
                 h,
+                size,
             )
-            for change, b, h in accepted
+            for change, b, h, size in accepted
         ],
     )
     conn.executemany(
@@ -194,7 +220,7 @@ def insert(
                 c.ct,
                 1 if c.cell_id in heads else 0,
             )
-            for change, b, _ in accepted
+            for change, b, _, _ in accepted
             for i, c in enumerate(b.cells)
         ],
     )
@@ -214,8 +240,31 @@ _BUNDLE_COLS = (
 )
 
 
-def changes(conn: sqlite3.Connection, workspace: str, since: int, limit: int) -> tuple[str, int]:
-    """Bundles with change > since, at most `limit`: their JSON array, and the last change.
+# What a page adds around its bundles (`{"bundles":[…],"next":N,"done":false}`), and
+# per bundle: a comma, and room for a re-key to lengthen `key_epoch`.
+PAGE_OVERHEAD = 64
+_PER_BUNDLE_SLACK = 1 + 9
+
+
+def page_end(conn: sqlite3.Connection, since: int, limit: int, budget: int) -> int | None:
+    """The last change of the page after `since`: at most `limit` bundles, and as many as
+    fit in `budget` bytes (always at least one). None when there is nothing after
+    `since`. Reads the stored sizes only, never a bundle's cells."""
+    total = PAGE_OVERHEAD
+    last = None
+    for change, size in conn.execute(
+        "SELECT change, size FROM bundles WHERE change > ? ORDER BY change LIMIT ?",
+        (since, limit),
+    ):
+        total += size + _PER_BUNDLE_SLACK
+        if last is not None and total > budget:
+            break
+        last = change
+    return last
+
+
+def changes(conn: sqlite3.Connection, workspace: str, since: int, last: int) -> str:
+    """Bundles with since < change <= last (see `page_end`), as a JSON array.
 
     Two range scans, one on each clustered key, so the cost follows the page, not
     the database. Call inside `db.read` so both queries see the same commit.
@@ -223,18 +272,19 @@ def changes(conn: sqlite3.Connection, workspace: str, since: int, limit: int) ->
     The JSON is assembled from the stored text rather than encoded from dicts (a
     third of a page's time): every stored string is base64url that passed the
     wire schema, so nothing needs escaping, and `supersedes` is stored as JSON.
+    `served_size` counts exactly this text.
     """
     rows = conn.execute(
-        f"SELECT {_BUNDLE_COLS} FROM bundles WHERE change > ? ORDER BY change LIMIT ?",  # noqa: S608
-        (since, limit),
+        f"SELECT {_BUNDLE_COLS} FROM bundles WHERE change > ? AND change <= ? ORDER BY change",  # noqa: S608
+        (since, last),
     ).fetchall()
     if not rows:
-        return "[]", since
+        return "[]"
     cells: dict[int, list[str]] = {row[0]: [] for row in rows}
     cur = conn.execute(
         "SELECT bundle_change, cell_id, record_id, field_tag, hlc, supersedes, ct FROM cells"
         " WHERE bundle_change > ? AND bundle_change <= ? ORDER BY bundle_change, idx",
-        (since, rows[-1][0]),
+        (since, last),
     )
     for change, cid, rid, tag, hlc, sup, ct in cur:
         cells[change].append(
@@ -248,7 +298,23 @@ def changes(conn: sqlite3.Connection, workspace: str, since: int, limit: int) ->
         f'"change":{change}}}'
         for change, bid, dev, seq, prev, epoch, key_epoch, commit, sealed, sig in rows
     ]
-    return "[" + ",".join(parts) + "]", rows[-1][0]
+    return "[" + ",".join(parts) + "]"
+
+
+def used_bytes(conn: sqlite3.Connection, device_id: str) -> int:
+    """Bytes this device has stored (one row: the push keeps it current)."""
+    row = conn.execute("SELECT bytes FROM usage WHERE device_id = ?", (device_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def add_usage(conn: sqlite3.Connection, device_id: str, nbytes: int) -> None:
+    """Count `nbytes` more against `device_id`, inside the transaction that stores them.
+    Anything a device stores (bundles now, attachment chunks later) is counted here."""
+    conn.execute(
+        "INSERT INTO usage (device_id, bytes) VALUES (?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE SET bytes = bytes + excluded.bytes",
+        (device_id, nbytes),
+    )
 
 
 def pending_rekey(

@@ -131,5 +131,5 @@ def bundle_at(conn: sqlite3.Connection, workspace: str, device_id: str, seq: int
     ).fetchone()
     if row is None:
         return None
-    page, _ = changes(conn, workspace, int(row[0]) - 1, 1)
-    return page[1:-1]  # the one element of the array
+    change = int(row[0])
+    return changes(conn, workspace, change - 1, change)[1:-1]  # the one element of the array

@@ -1,28 +1,75 @@
-"""Request nonces: each (key, nonce) is accepted once while its signature could be fresh."""
+"""Request nonces: each (key, nonce) is accepted once while its signature could be fresh.
+
+Each workspace keeps its nonces in a file of their own, `nonces/<ws>.sqlite`, and
+not in the workspace database: there, recording a nonce took the workspace's write
+lock, so every signed read (a `changes?limit=1`, a key-log fetch) queued behind the
+push that held it. Here a nonce costs one tiny transaction on a lock that no long
+transaction ever holds. SQLite rather than memory, because the gunicorn workers are
+separate processes and a replay must be refused by whichever worker receives it,
+including after a restart within the window.
+
+`synchronous = NORMAL` (in WAL mode: no fsync per commit, durable across a killed
+process or a restart, not across a power cut). A nonce only has to outlive its
+signature's window (a few minutes); a power cut within it could let one captured
+request be replayed once, and every write the API takes is idempotent (a pushed
+bundle is `stored` again) or ordered (a key-log event names its `seq`), so
+the fsync per signed request that FULL would cost buys nothing.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
+from . import pool
+from .paths import Paths
 
-def nonce_seen(conn: sqlite3.Connection, key_id: str, nonce: str) -> bool:
+NONCES_DDL = """
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+"""
+
+
+def _setup(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -1024")
+    conn.executescript(NONCES_DDL)
+
+
+def _conn(paths: Paths, ws: str, create: bool) -> sqlite3.Connection | None:
+    path = paths.nonce_db(ws)
+    if not create and not path.exists():
+        return None
+    return pool.get(path, create=True, setup=_setup)
+
+
+def seen(paths: Paths, ws: str, key_id: str, nonce: str) -> bool:
+    """Was this nonce recorded for this key? A read: it takes no lock and creates no file."""
+    conn = _conn(paths, ws, create=False)
+    if conn is None:
+        return False
     row = conn.execute(
         "SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ?", (key_id, nonce)
     ).fetchone()
     return row is not None
 
 
-def consume_nonce(
-    conn: sqlite3.Connection, key_id: str, nonce: str, expires: int, now: int
-) -> bool:
-    """Record a nonce inside the caller's write transaction; False if it was used already.
+def consume(paths: Paths, ws: str, key_id: str, nonce: str, expires: int, now: int) -> bool:
+    """Record a nonce; False if it was recorded before (by any worker).
 
     Expired nonces are swept here, a range delete on the `expires` index, so the
-    table holds only the last few minutes of requests.
+    file holds only the last few minutes of requests.
     """
-    conn.execute("DELETE FROM nonces WHERE expires < ?", (now,))
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO nonces (key_id, nonce, expires) VALUES (?, ?, ?)",
-        (key_id, nonce, expires),
-    )
-    return cur.rowcount == 1
+    conn = _conn(paths, ws, create=True)
+    assert conn is not None
+    with pool.write(conn):
+        conn.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO nonces (key_id, nonce, expires) VALUES (?, ?, ?)",
+            (key_id, nonce, expires),
+        )
+        return cur.rowcount == 1

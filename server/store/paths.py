@@ -32,13 +32,34 @@ class Paths:
             raise ValueError("not a workspace id")
         return self.workspaces / f"{ws}.sqlite"
 
+    @property
+    def nonces(self) -> Path:
+        return self.data_dir / "nonces"
+
+    def nonce_db(self, ws: str) -> Path:
+        """A workspace's request nonces: their own file, so that recording one never
+        waits for (or holds) the workspace's write lock."""
+        if not valid_workspace_id(ws):
+            raise ValueError("not a workspace id")
+        return self.nonces / f"{ws}.sqlite"
+
+    @property
+    def slots(self) -> Path:
+        return self.data_dir / "slots"
+
     def ensure(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.workspaces.mkdir(exist_ok=True, mode=0o700)
+        self.nonces.mkdir(exist_ok=True, mode=0o700)
+        self.slots.mkdir(exist_ok=True, mode=0o700)
 
     def all_databases(self) -> list[Path]:
-        """Every database file: the server's and each workspace's."""
+        """Every database file worth a backup: the server's and each workspace's (not
+        the nonce files, which matter for a few minutes only)."""
         found = [self.server_db] if self.server_db.exists() else []
         if self.workspaces.is_dir():
             found += sorted(self.workspaces.glob("*.sqlite"))
         return found
+
+    def nonce_databases(self) -> list[Path]:
+        return sorted(self.nonces.glob("*.sqlite")) if self.nonces.is_dir() else []

@@ -11,9 +11,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
-from .db import connect
+from .db import connect, write
+
+__all__ = ["LIMIT", "close_all", "get", "release", "write"]
 
 LIMIT = 64
 
@@ -27,15 +30,28 @@ def _cache() -> OrderedDict[str, sqlite3.Connection]:
     return cache
 
 
-def get(path: Path) -> sqlite3.Connection:
-    """An open connection to an existing database file (sqlite3.OperationalError if none)."""
+def get(
+    path: Path,
+    *,
+    create: bool = False,
+    setup: Callable[[sqlite3.Connection], None] | None = None,
+) -> sqlite3.Connection:
+    """An open connection to a database file: an existing one (sqlite3.OperationalError
+    if none), or with `create` one made on first use. `setup` runs once per new
+    connection (pragmas, tables)."""
     key = str(path)
     cache = _cache()
     conn = cache.get(key)
     if conn is not None:
         cache.move_to_end(key)
         return conn
-    conn = connect(path, create=False)
+    conn = connect(path, create=create)
+    if setup is not None:
+        try:
+            setup(conn)
+        except BaseException:
+            conn.close()
+            raise
     cache[key] = conn
     while len(cache) > LIMIT:
         _, old = cache.popitem(last=False)

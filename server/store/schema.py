@@ -3,7 +3,8 @@
 A workspace database holds:
 - `events`: the key log, each event as verified canonical JSON, with its hash;
 - `bundles`: one row per accepted bundle; `change` (the rowid) is its change
-  number, contiguous in commit order because writes are serialised;
+  number, contiguous in commit order because writes are serialised; `size` is
+  the bytes it takes in a changes page (for pages bounded in bytes, and quotas);
 - `cells`: one row per cell, clustered by (bundle_change, idx) so a changes page
   is one range scan; `cells_register` finds a register's cells for the merge and
   keeps a cell id unique within its register; `cells_heads` (partial: heads
@@ -13,8 +14,12 @@ A workspace database holds:
   register anyway, since the record id and field tag are hashed into it;
 - `namings`: who named which cell id in a `supersedes` (per register), so that a
   cell arriving after the cell that names it is judged by one index probe;
-- `nonces`: request nonces, kept for twice the signature window;
-- `meta`, `receipts`, `heads`: delivery (`DELIVERY_DDL`, server/store/delivery.py).
+- `usage`: bytes stored per device, for the quota (kept in the push's
+  transaction, so checking a quota reads one row).
+
+Request nonces live in a file of their own (`nonces.py`).
+
+Delivery: `meta`, `receipts`, `heads` (`DELIVERY_DDL`, server/store/delivery.py).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ CREATE TABLE IF NOT EXISTS bundles (
     sealed_key TEXT NOT NULL,
     sig TEXT NOT NULL,
     hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
     UNIQUE (device_id, seq)
 );
 CREATE INDEX IF NOT EXISTS bundles_key_epoch ON bundles (key_epoch, change);
@@ -64,13 +70,10 @@ CREATE TABLE IF NOT EXISTS namings (
     by_device TEXT NOT NULL,
     PRIMARY KEY (record_id, field_tag, cell_id, by_device)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nonces (
-    key_id TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    expires INTEGER NOT NULL,
-    PRIMARY KEY (key_id, nonce)
+CREATE TABLE IF NOT EXISTS usage (
+    device_id TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 """
 
 # Delivery: the database's incarnation (a random id, new whenever its data was
@@ -100,13 +103,6 @@ CREATE TABLE IF NOT EXISTS codes (
     created INTEGER NOT NULL,
     used INTEGER
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nonces (
-    key_id TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    expires INTEGER NOT NULL,
-    PRIMARY KEY (key_id, nonce)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 """
 
 

@@ -13,8 +13,6 @@ from typing import Any
 from .db import connect, write
 from .delivery import set_incarnation
 from .keylog import insert_event
-from .nonces import consume_nonce
-from .nonces import nonce_seen as _nonce_seen
 from .paths import Paths
 from .schema import create_server_tables, create_workspace_tables
 
@@ -53,22 +51,16 @@ def new_code(paths: Paths, now: int) -> str:
     return code
 
 
-def consume_founder_nonce(paths: Paths, key_id: str, nonce: str, expires: int, now: int) -> bool:
-    """The founder's request nonce, kept server-wide because its workspace does not exist yet."""
-    conn = open_server_db(paths)
+def code_usable(paths: Paths, code: str) -> bool:
+    """Is `code` a minted code not used yet? A read: a refusal stores nothing."""
+    if not paths.server_db.exists():
+        return False
+    conn = connect(paths.server_db, create=False)
     try:
-        with write(conn):
-            return consume_nonce(conn, key_id, nonce, expires, now)
+        row = conn.execute("SELECT used FROM codes WHERE code_hash = ?", (_hash(code),)).fetchone()
     finally:
         conn.close()
-
-
-def nonce_seen(paths: Paths, key_id: str, nonce: str) -> bool:
-    conn = open_server_db(paths)
-    try:
-        return _nonce_seen(conn, key_id, nonce)
-    finally:
-        conn.close()
+    return row is not None and row[0] is None
 
 
 def create_workspace(
