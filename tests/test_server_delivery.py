@@ -281,3 +281,21 @@ def test_delivery_reads_do_not_grow_with_the_workspace() -> None:
     ):
         few, many = _steps(small, lambda fn=fn: fn(small)), _steps(large, lambda fn=fn: fn(large))
         assert 0 < many <= few + 10, (few, many)
+
+
+def test_a_workspace_file_from_before_delivery_gets_its_tables_and_an_incarnation(
+    kit: Kit, vol: Member, coord: Member, app: Any
+) -> None:
+    from server.store import pool
+
+    pool.close_all()
+    path = Paths(Path(app.config["DATA_DIR"])).workspace_db(kit.workspace)
+    with sqlite3.connect(path, isolation_level=None) as old:
+        for table in ("meta", "receipts", "heads"):
+            old.execute(f"DROP TABLE {table}")
+    old.close()
+    page = kit.changes(coord).body
+    assert len(page["incarnation"]) == 22
+    assert kit.changes(coord).body["incarnation"] == page["incarnation"]
+    resp = kit.request("POST", kit.path("head"), vol, {"head": head(kit, vol, 3)})
+    assert resp.status == 200

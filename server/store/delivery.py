@@ -61,7 +61,15 @@ def ensure(conn: sqlite3.Connection) -> None:
 
 
 def incarnation(conn: sqlite3.Connection) -> str:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (INCARNATION,)).fetchone()
+    """The database's incarnation: one primary-key probe on every call (a file made
+    before there was one gets it first, once). Call outside a read snapshot."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (INCARNATION,)).fetchone()
+    except sqlite3.OperationalError:
+        row = None  # no table yet
+    if row is None:
+        ensure(conn)
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (INCARNATION,)).fetchone()
     return str(row[0])
 
 
