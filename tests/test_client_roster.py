@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from clientkit import PICKET, as_json, new_team, records, server, sets, status  # noqa: F401
+from clientkit import PASSPHRASE, PICKET, as_json, new_team, records, server, sets, status  # noqa: F401
 
 from client_sync.demo import ServerProcess, client_command
 
@@ -145,7 +145,7 @@ def test_init_output_and_piped_passphrase(server: ServerProcess, tmp_path: Path)
     env = {k: v for k, v in admin.env.items() if k != "FIELDSYNC_PASSPHRASE"}
     piped = subprocess.run(
         [*client_command(), "status", "--format", "json"],
-        env=env, input="pw\n", capture_output=True, text=True, timeout=60,
+        env=env, input=PASSPHRASE + "\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert piped.returncode == 0 and json.loads(piped.stdout)["workspace_id"] == ws.group(1)
     missing = subprocess.run(
