@@ -40,7 +40,7 @@ from protocol import receipts
 from protocol.crypto import bundle_hash
 from protocol.errors import InvalidReceipt
 from protocol.model import ZERO_HASH, Bundle
-from schemas.wire import ChainResponseSchema, ReceiptsResponseSchema, RevocationResponseSchema
+from schemas.wire import ChainResponseSchema, RevocationResponseSchema
 
 from .errors import CliError, IntegrityError, NotAllowed, ServerError
 from .keyring import refresh_log, verify_served
@@ -52,7 +52,6 @@ KEEP_DAYS = 60.0
 KEEP_MB = 20.0
 REVOKED = "this device was revoked by a coordinator; it can no longer sync"
 _CHAIN = ChainResponseSchema()
-_RECEIPTS = ReceiptsResponseSchema()
 _REVOCATION = RevocationResponseSchema()
 
 
@@ -258,22 +257,28 @@ def post_head(prof: Profile, client: Client) -> None:
     prof.state["head_posted"] = seq
 
 
+def listed(answer: Any, name: str) -> list[Any]:
+    """The list an answer carries; its items are checked one by one by the caller (a
+    malformed one is refused by name, and the others still count)."""
+    if not isinstance(answer, dict) or set(answer) != {name} or not isinstance(answer[name], list):
+        raise IntegrityError(f"the server's {name} answer is malformed")
+    return list(answer[name])
+
+
 def settle(prof: Profile, client: Client, own: dict[str, Any] | None = None) -> Settled:
     """Apply the receipts about this device (and `own`, a keyholder's receipt of itself):
     drop what a verified one covers; then hold to the retention bound."""
     out = Settled()
     if not sent(prof) and own is None and not prof.state.get("unconfirmed"):
         return out  # nothing kept that a receipt could confirm: no request
-    try:
-        served = _RECEIPTS.load(client.get(f"/v1/w/{client.workspace}/receipts"))["receipts"]
-    except ValidationError:
-        raise IntegrityError("the server's receipts answer is malformed") from None
+    served = listed(client.get(f"/v1/w/{client.workspace}/receipts"), "receipts")
     candidates = [*served, *([own] if own else [])]
     log = prof.log()
     head_seq, _ = sent_head(prof)
     best = int(prof.state.get("acked", 0))
     for r in candidates:
         claim = r.get("seq") if isinstance(r, dict) else None
+        signer = r.get("signer", "?") if isinstance(r, dict) else "?"
         try:
             seq = receipts.verify_receipt(
                 r,
@@ -284,7 +289,7 @@ def settle(prof: Profile, client: Client, own: dict[str, Any] | None = None) -> 
             )
         except InvalidReceipt as exc:
             out.refused.append(
-                f"a receipt signed by {r.get('signer', '?')} for bundle {claim} was refused:"
+                f"a receipt signed by {signer} for bundle {claim} was refused:"
                 f" {exc.code}: {exc.reason}; nothing was dropped"
             )
             continue

@@ -21,12 +21,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from marshmallow import ValidationError
-
 from protocol import receipts
 from protocol.errors import InvalidBundle, InvalidReceipt
 from protocol.model import Bundle
-from schemas.wire import MAX_RECEIPTS_PER_POST, HeadsResponseSchema
+from schemas.wire import MAX_RECEIPTS_PER_POST
 
 from . import delivery
 from .errors import IntegrityError, ServerError
@@ -35,7 +33,6 @@ from .replica import Replica
 from .transport import Client
 
 MAX_FETCH = 100  # bundles fetched one by one per sync, at most
-_HEADS = HeadsResponseSchema()
 
 
 def check_feed(replica: Replica, incarnation: str, last: int, cursor: int) -> str | None:
@@ -81,10 +78,7 @@ def read_heads(
 
     Returns the heads known before (device -> seq), the heads refused, and whether a
     head is ahead of every bundle held here for its device."""
-    try:
-        served = _HEADS.load(client.get(f"/v1/w/{client.workspace}/heads"))["heads"]
-    except ValidationError:
-        raise IntegrityError("the server's heads answer is malformed") from None
+    served = delivery.listed(client.get(f"/v1/w/{client.workspace}/heads"), "heads")
     log = prof.log()
     kept: dict[str, list[Any]] = prof.state.setdefault("heads", {})
     before = {dev: int(seq) for dev, (seq, _) in kept.items()}

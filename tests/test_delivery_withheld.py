@@ -159,6 +159,7 @@ def test_forged_receipts_are_refused_and_drop_nothing(proxied: tuple[Team, Lying
             _forge(profile(admin).device_key, ws, vol, vol_id, 2, 1),
             "hash_mismatch",
         ),
+        "no receipt at all": ({"seq": 2, "signer": "?"}, "malformed"),
     }
     served = {"receipts": [r for r, _ in forged.values()]}
     proxy.lie("GET", r"/receipts$", lambda s, _b: (s, served))
@@ -199,6 +200,8 @@ def _reason(r: dict[str, Any], code: str, vol: Device) -> str:
         "unknown_signer": "its signer is not in the key log",
         "beyond_sent": f"it covers bundle {r['seq']}, but this device sent 2",
         "hash_mismatch": f"its hash is not this device's bundle {r['seq']}",
+        "malformed": "the fields must be exactly"
+        " ['at', 'device_id', 'hash', 'seq', 'sig', 'signer', 'v', 'workspace']",
     }[code]
 
 
