@@ -166,6 +166,10 @@ def chain(ws: str) -> Response:
     "One bundle by its device and seq, as the changes feed serves it.",
     response=ChangeBundleSchema,
     errors=(400, 404),
+    path={
+        "device_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{21}[AQgw]$"},
+        "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+    },
 )
 @signed(KEYHOLDER)
 def bundle(ws: str, device_id: str, seq: int) -> Response:
