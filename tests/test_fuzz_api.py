@@ -206,9 +206,7 @@ def test_every_role_gets_documented_answers(fuzz: FuzzEnv, mode: GenerationMode)
     ]
     revocation = "/v1/w/{ws}/revocation"
     assert {path for role, _, path, *_ in answered if role == "revoked"} <= {revocation}
-    granted = {
-        role for role, _, path, *_ in answered if (role, path) != ("revoked", revocation)
-    }
+    granted = {role for role, _, path, *_ in answered if (role, path) != ("revoked", revocation)}
     members = {"admin", "coordinator", "volunteer", "pending", "invite"}
     assert granted == (members if mode.is_positive else granted & members)
 
