@@ -17,7 +17,7 @@ from typing import Any
 from protocol import crypto
 from schemas.records import DEVICE_NAME_FIELD, DEVICE_TYPE, DISTINCT_FIELD, DISTINCT_TYPE
 
-from . import keyring, outbox
+from . import delivery, keyring, outbox
 from .device import Session
 from .errors import CliError
 
@@ -165,6 +165,9 @@ class SyncReport:
     pulled: int | None = None  # bundles; None: this device does not pull
     cells: int = 0
     warnings: list[str] = field(default_factory=list)
+    resent: int = 0  # kept captures the server had lost, sent again
+    confirmed: int = 0  # sent captures a keyholder's receipt confirmed (no longer kept)
+    fetched: int = 0  # bundles missing from the changes feed, fetched one by one
 
     @property
     def pushed(self) -> int:
@@ -175,13 +178,21 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
     """Verify the key log, push the outbox, and (keyholders) pull and merge."""
     from . import sync as syncing
 
-    pushed, pulled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
+    pushed, pulled, settled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
     report = SyncReport(pushed.accepted, pushed.stored, list(pushed.rejected))
+    report.resent, report.confirmed = pushed.resent, settled.confirmed
+    report.warnings += pushed.warnings
+    if pushed.resent:
+        report.warnings.append(
+            f"the server had lost {pushed.resent} capture(s) this device sent (restored or"
+            " recreated): they were sent again"
+        )
     if pulled is not None:
         if pulled.skipped:
             report.warnings.append(pulled.skipped)
         else:
             report.pulled, report.cells = pulled.bundles, pulled.cells
+            report.fetched = pulled.fetched
             report.warnings += pulled.problems
             if pulled.failed:
                 report.warnings.append(
@@ -192,7 +203,24 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
                     f"{pulled.exposed} stored bundle(s) are still sealed to an older epoch key"
                     " that a revoked coordinator held: run `fieldsync rotate --rekey --resume`"
                 )
+            report.warnings += _withheld(s)
+    report.warnings += settled.refused + settled.dropped
+    report.warnings += delivery.warnings(s.prof, dropped=not settled.dropped)
     return report
+
+
+def _withheld(s: Session) -> list[str]:
+    """A keyholder's devices whose signed head is ahead of the chains its replica holds."""
+    from . import watch
+    from .replica import open_replica
+
+    replica = open_replica(s.prof)
+    if replica is None:
+        return []
+    try:
+        return watch.withheld(s.prof, replica, device_names(s))
+    finally:
+        replica.close()
 
 
 def status(s: Session) -> dict[str, Any]:
@@ -210,6 +238,7 @@ def status(s: Session) -> dict[str, Any]:
         "server": prof.server,
         "epoch": prof.log().current_epoch,
         "outbox": len(prof.state["outbox"]),
+        "awaiting_receipt": len(delivery.sent(prof)),
         "rejected": [
             {
                 "bundle_id": r["bundle"]["bundle_id"],
@@ -223,6 +252,7 @@ def status(s: Session) -> dict[str, Any]:
         "kdf": "argon2id m={}KiB t={} p={}".format(*prof.vault.cost)
         + (" (FIELDSYNC_KDF_FAST: for tests only)" if prof.vault.fast_kdf else ""),
     }
+    info["warnings"] = delivery.warnings(prof)
     if me.is_keyholder:  # a volunteer's status does not load the replica's code
         from .replica import open_replica
 
@@ -233,6 +263,7 @@ def status(s: Session) -> dict[str, Any]:
                 info["problems"] = replica.problems()
             finally:
                 replica.close()
+            info["warnings"] += _withheld(s)
     return info
 
 
@@ -337,6 +368,13 @@ def rekey(s: Session, batch_size: int) -> int:
         ) from None
     s.save()
     return n
+
+
+def recreate(s: Session, code: str) -> tuple[int, str]:
+    """Admin: rebuild a workspace the server lost, from this device's verified key log."""
+    from . import recovery
+
+    return recovery.recreate(s.prof, s.client(), code)
 
 
 def safety_number(s: Session) -> str:

@@ -7,6 +7,10 @@ Everything a device knows is one JSON state inside the vault (`vault.py`):
     log, seen = [length, head]                            -- the verified key log
     hlc, seq, prev                                        -- clock and bundle chain
     outbox [bundle], rejected [{bundle, error}]           -- sealed, unopenable here
+    sent, sent_head, acked, unconfirmed                   -- sent, kept until a receipt
+                                                             (delivery.py)
+    heads {device: [seq, hash]}                           -- keyholders: signed heads seen
+                                                             (watch.py)
     own {record_id: {"type", "cells": {field: cell_id}}}  -- ids only, never values
     replica_key, last_sync
 

@@ -46,3 +46,9 @@ class InvalidInvite(ProtocolError):
     """An invite string that is malformed, tampered, expired or for another workspace."""
 
     family = "invalid_invite"
+
+
+class InvalidReceipt(ProtocolError):
+    """A receipt or a signed chain head that a device must not act on."""
+
+    family = "invalid_receipt"

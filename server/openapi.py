@@ -8,7 +8,7 @@ checks both directions).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from apispec import APISpec
@@ -37,8 +37,10 @@ def doc(
     query: Sequence[dict[str, Any]] = (),
     errors: Sequence[int] = (),
     signed: bool = True,
+    path: Mapping[str, dict[str, Any]] | None = None,
 ) -> Callable[[F], F]:
-    """Describe a view for the OpenAPI document. `query` holds parameter objects."""
+    """Describe a view for the OpenAPI document. `query` holds parameter objects; `path`
+    the schema of path parameters other than a plain string."""
 
     def wrap(view: F) -> F:
         view.fieldsync_openapi = {  # type: ignore[attr-defined]
@@ -53,6 +55,7 @@ def doc(
                 | (set(_BODY_ERRORS) if request is not None else set())
             ),
             "signed": signed,
+            "path": dict(path or {}),
         }
         return view
 
@@ -114,7 +117,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
         register(info["response"])
         register(info["request"])
         params = [
-            {"in": "path", "name": arg, "required": True, "schema": {"type": "string"}}
+            {
+                "in": "path",
+                "name": arg,
+                "required": True,
+                "schema": info["path"].get(arg, {"type": "string"}),
+            }
             for arg in sorted(rule.arguments)
         ] + info["query"]
         op: dict[str, Any] = {

@@ -157,7 +157,8 @@ def delete(record_id: str, record_type: str | None) -> None:
 )
 @format_option("text", "json")
 def outbox_command(discard_id: str | None, fmt: str) -> None:
-    """What this device still has to send: type and time of each capture, never its content.
+    """What this device still has to send, and what it sent that no coordinator has
+    confirmed yet: type and time of each capture, never its content.
 
     Example: fieldsync outbox --format json
     """
@@ -175,9 +176,19 @@ def outbox_command(discard_id: str | None, fmt: str) -> None:
         emit("nothing waits to be sent")
         return
     for i in items:
-        mark = "" if i.discardable else "  (a later capture builds on it)"
+        if i.state == "sent":
+            mark = "  (sent, waiting for a coordinator's receipt)"
+        else:
+            mark = "" if i.discardable else "  (a later capture builds on it)"
         emit(f"{i.seq:>5}  {i.at or '?':20}  {i.action:8} {i.record_type:10} {i.bundle_id}{mark}")
-    emit(f"{len(items)} capture(s) wait to be sent: run `fieldsync sync`")
+    unsent = sum(i.state == "waiting" for i in items)
+    if unsent:
+        emit(f"{unsent} capture(s) wait to be sent: run `fieldsync sync`")
+    if len(items) > unsent:
+        emit(
+            f"{len(items) - unsent} sent capture(s) are kept, sealed, until a coordinator"
+            " confirms it holds them"
+        )
 
 
 @cli.command("name")

@@ -34,7 +34,11 @@ def sync(batch_size: int) -> None:
     )
     for line in report.rejected:
         warn(line)
+    if report.confirmed:
+        emit(f"a coordinator confirmed {report.confirmed} capture(s): no longer kept here")
     if report.pulled is not None:
+        if report.fetched:
+            emit(f"fetched {report.fetched} missing bundle(s) by device and number")
         emit(f"pulled {report.pulled} new bundle(s), {report.cells} cell(s)")
     for line in report.warnings:
         warn(line)
@@ -55,7 +59,7 @@ def status(fmt: str) -> None:
         emit(json.dumps(info, indent=2, ensure_ascii=False))
         return
     for key, value in info.items():
-        if key in ("rejected", "problems"):
+        if key in ("rejected", "problems", "warnings"):
             value = len(value)
         shown = value if value is not None else ("never" if key == "last_sync" else "-")
         emit(f"{key}: {shown}")
@@ -63,3 +67,5 @@ def status(fmt: str) -> None:
         warn(f"rejected bundle {r['seq']} ({r['bundle_id']}): {r['code']}: {r['message']}")
     for p in info.get("problems", []):
         warn(p)
+    for w in info["warnings"]:
+        warn(w)

@@ -106,6 +106,25 @@ def rotate(rekey: bool, resume: bool, batch_size: int) -> None:
             emit(f"re-keyed {operations.rekey(s, batch_size)} stored bundle(s)")
 
 
+@cli.command()
+@click.option("--code", required=True, help="A one-time code from the server operator.")
+def recreate(code: str) -> None:
+    """Admin: rebuild a workspace the server lost (no backup) from this device's key log.
+
+    Every device then re-sends, at its next sync, what it still keeps.
+
+    Example: fieldsync recreate --code 9Xq2-kTz0Pw7bLm4
+    """
+    from .. import operations
+
+    with unlocked() as s:
+        length, ws = operations.recreate(s, code)
+    emit(
+        f"recreated workspace {ws} from this device's key log ({length} events); devices"
+        " re-send what they keep at their next sync: run `fieldsync sync`"
+    )
+
+
 @cli.command("safety-number")
 def safety_number() -> None:
     """Fetch and verify the key log; print its safety number to compare between devices.

@@ -88,6 +88,22 @@ class Replica:
     def cursor(self) -> int:
         return int(self._meta("cursor", "0"))
 
+    @cursor.setter
+    def cursor(self, value: int) -> None:
+        """Set in the open transaction: committed with the next page (or `save()`)."""
+        self.begin()
+        self._set_meta("cursor", str(value))
+
+    @property
+    def incarnation(self) -> str | None:
+        """The server database's incarnation the cursor counts in (None before a pull)."""
+        return self._meta("incarnation", "") or None
+
+    @incarnation.setter
+    def incarnation(self, value: str) -> None:
+        self.begin()
+        self._set_meta("incarnation", value)
+
     # --- ingesting bundles ------------------------------------------------------------
 
     def ingest(
@@ -316,6 +332,20 @@ class Replica:
         """device id -> (the highest bundle number up to which this replica holds the
         device's chain without a gap, that bundle's hash): what a receipt states."""
         return chains.heads(self.db)
+
+    def held_seqs(self, device_id: str, low: int, high: int) -> set[int]:
+        """The numbers from `low` to `high` of a device's verified bundles held here."""
+        rows = self.db.execute(
+            "SELECT seq FROM bundles WHERE device_id = ? AND seq BETWEEN ? AND ? AND ok = 1",
+            (device_id, low, high),
+        )
+        return {int(r[0]) for r in rows}
+
+    def max_seqs(self) -> dict[str, int]:
+        """device id -> the highest number of its verified bundles held here (one row per
+        stretch of its chain, not per bundle)."""
+        rows = self.db.execute("SELECT device_id, max(last_seq) FROM runs GROUP BY device_id")
+        return {str(dev): int(seq) for dev, seq in rows}
 
     def problems(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT message FROM problems ORDER BY key")]
