@@ -271,7 +271,7 @@ def operations(ws: Workspace, target: str, repeats: int) -> dict[str, float]:
         )
         kit.fieldsync("sync", env=vol)
         started = time.perf_counter()
-        _, got = syncing.sync(prof, keyring.client_for(prof))
+        _, got, _ = syncing.sync(prof, keyring.client_for(prof))
         runs.append(time.perf_counter() - started)
         assert got is not None and got.bundles == 1, got
     prof.save()
