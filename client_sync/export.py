@@ -115,7 +115,8 @@ def _first_writers(replica: Replica, ids: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rid in ids:
         row = replica.db.execute(
-            "SELECT device_id FROM cells WHERE record_id = ? ORDER BY hlc, cell_id LIMIT 1",
+            "SELECT c.device_id FROM records r JOIN cells c ON c.rid = r.rid"
+            " WHERE r.record_id = ? ORDER BY c.hlc, c.cell_id LIMIT 1",
             (rid,),
         ).fetchone()
         if row is not None:

@@ -146,8 +146,9 @@ def load(replica: Replica, ids: Sequence[str], duplicates: bool = True) -> list[
     }
     heads: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in db.execute(
-        "SELECT record_id, record_type, field, value, hlc, device_id, cell_id, winner,"  # noqa: S608
-        f" problem FROM cells WHERE head = 1 AND record_id IN ({marks})",
+        "SELECT r.record_id, c.record_type, c.field, c.value, c.hlc, c.device_id, c.cell_id,"  # noqa: S608
+        " c.winner, c.problem FROM records r JOIN cells c ON c.rid = r.rid AND c.head = 1"
+        f" WHERE r.record_id IN ({marks})",
         ids,
     ):
         heads[row[0]].append(row)
@@ -190,7 +191,7 @@ def distinct_pairs(replica: Replica) -> set[tuple[str, str]]:
     each as (smaller id, larger id). Few: read whole, through the winners' index."""
     out: set[tuple[str, str]] = set()
     for (value,) in replica.db.execute(
-        "SELECT c.value FROM cells c JOIN records r ON r.record_id = c.record_id"
+        "SELECT c.value FROM cells c JOIN records r ON r.rid = c.rid"
         " WHERE c.record_type = '_distinct' AND c.field = 'pair' AND c.winner = 1"
         " AND c.head = 1 AND r.deleted = 0"
     ):
@@ -267,11 +268,11 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int | None]:
         type_match = "c.record_type = ? AND r.record_type = ?"
         sort_params = [q.record_type, q.record_type, q.sort]
     having = (
-        f"SELECT c.record_id FROM cells c JOIN records r ON r.record_id = c.record_id"  # noqa: S608
+        f"SELECT r.record_id FROM cells c JOIN records r ON r.rid = c.rid"  # noqa: S608
         f" WHERE c.winner = 1 AND {type_match} AND c.field = ? AND {where}"
     )
     rows = db.execute(
-        f"{having} ORDER BY c.sort_key {direction}, c.record_id {direction} LIMIT ? OFFSET ?",
+        f"{having} ORDER BY c.sort_key {direction}, c.rid {direction} LIMIT ? OFFSET ?",
         [*sort_params, *params, q.limit, q.offset],
     ).fetchall()
     ids = [r[0] for r in rows]
@@ -284,7 +285,7 @@ def _scanned(replica: Replica, q: Query) -> tuple[list[str], int | None]:
         (held,) = db.execute(f"SELECT count(*) FROM ({having})", [*sort_params, *params]).fetchone()  # noqa: S608
     rows = db.execute(
         f"SELECT r.record_id FROM records r WHERE {where} AND NOT EXISTS"  # noqa: S608
-        " (SELECT 1 FROM cells c WHERE c.record_id = r.record_id AND c.field = ?"
+        " (SELECT 1 FROM cells c WHERE c.rid = r.rid AND c.field = ?"
         " AND c.head = 1 AND c.winner = 1 AND c.record_type = r.record_type)"
         " ORDER BY r.first_hlc, r.record_id LIMIT ? OFFSET ?",
         [*params, q.sort, q.limit - len(ids), max(0, q.offset - held)],
@@ -335,8 +336,8 @@ def _sorted_by_field(replica: Replica, ids: list[str], name: str, descending: bo
         marks = ",".join("?" * len(part))
         keys.update(
             replica.db.execute(
-                "SELECT c.record_id, c.sort_key FROM cells c JOIN records r"  # noqa: S608
-                f" ON r.record_id = c.record_id WHERE c.record_id IN ({marks})"
+                "SELECT r.record_id, c.sort_key FROM records r JOIN cells c"  # noqa: S608
+                f" ON c.rid = r.rid WHERE r.record_id IN ({marks})"
                 " AND c.head = 1 AND c.field = ? AND c.winner = 1"
                 " AND c.record_type = r.record_type",
                 [*part, name],
@@ -409,8 +410,9 @@ def record_detail(replica: Replica, record_id: str) -> Detail | None:
             "supersedes": json.loads(sup),
         }
         for name, value, dev, hlc, cid, head, sup in db.execute(
-            "SELECT field, value, device_id, hlc, cell_id, head, supersedes FROM cells"
-            " WHERE record_id = ? ORDER BY hlc, device_id, cell_id",
+            "SELECT c.field, c.value, c.device_id, c.hlc, c.cell_id, c.head, c.supersedes"
+            " FROM records r JOIN cells c ON c.rid = r.rid WHERE r.record_id = ?"
+            " ORDER BY c.hlc, c.device_id, c.cell_id",
             (record_id,),
         )
     ]

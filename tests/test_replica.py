@@ -30,7 +30,8 @@ def as_opened(c: CellMeta) -> Opened:
 def stored_heads(replica: Replica) -> dict[tuple[str, str], list[str]]:
     out: dict[tuple[str, str], list[tuple[tuple[int, str, str], str, int]]] = defaultdict(list)
     for r, f, c, hlc, dev, winner in replica.db.execute(
-        "SELECT record_id, field_tag, cell_id, hlc, device_id, winner FROM cells WHERE head = 1"
+        "SELECT r.record_id, c.field_tag, c.cell_id, c.hlc, c.device_id, c.winner"
+        " FROM cells c JOIN records r ON r.rid = c.rid WHERE c.head = 1"
     ):
         out[(r, f)].append(((hlc, dev, c), c, winner))
     heads = {}

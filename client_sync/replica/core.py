@@ -253,10 +253,10 @@ class Replica:
         from . import derived  # the record schemas: not for a command that only reads counts
 
         merge.write()
-        derived.ensure_records(self.db, merge.accepted)
-        derived.update_conflicts(self.db, {k: merge.final_heads(k) for k in merge.changed})
-        touched = {c.record_id for c in merge.accepted} | {rid for rid, _ in merge.changed}
-        derived.refresh(self.db, touched)
+        changed = {k: merge.final_heads(k) for k in merge.changed}
+        derived.update_conflicts(self.db, changed, merge.stored)
+        # A register changes only by a cell accepted into it: its record is numbered.
+        derived.refresh(self.db, {merge.rids[c.record_id] for c in merge.accepted})
 
     def _served_again(
         self,
@@ -361,9 +361,10 @@ class Replica:
     def heads(self, record_id: str, field_tag: str) -> list[HeadCell]:
         """The register's heads, winner first (the merge's order)."""
         rows = self.db.execute(
-            "SELECT record_id, record_type, field, value, hlc, device_id, cell_id FROM cells"
-            " WHERE record_id = ? AND field_tag = ? AND head = 1",
-            (record_id, field_tag),
+            "SELECT r.record_id, c.record_type, c.field, c.value, c.hlc, c.device_id, c.cell_id"
+            " FROM records r JOIN cells c ON c.rid = r.rid AND c.field_tag = ? AND c.head = 1"
+            " WHERE r.record_id = ?",
+            (field_tag, record_id),
         )
         return ordered([head_of(r) for r in rows])
 

@@ -89,56 +89,40 @@ class Name:
         return 2 * self.lcs(other) >= DUPLICATE_RATIO * total
 
 
-def ensure_records(db: Any, accepted: Iterable[Any]) -> None:
-    """A `records` row for every record of `accepted` cells; its type is that of its
-    earliest cell (cells of another type under its id are a device's error, shown as such)."""
-    firsts: dict[str, tuple[str, int]] = {}
-    for c in accepted:
-        first = firsts.get(c.record_id)
-        if first is None or c.hlc < first[1]:
-            firsts[c.record_id] = (c.record_type, c.hlc)
-    db.executemany(
-        "INSERT INTO records (record_id, record_type, first_hlc) VALUES (?, ?, ?)"
-        " ON CONFLICT (record_id) DO UPDATE SET"
-        " record_type = CASE WHEN excluded.first_hlc < first_hlc"
-        " THEN excluded.record_type ELSE record_type END,"
-        " first_hlc = min(first_hlc, excluded.first_hlc)",
-        [(rid, rtype, hlc) for rid, (rtype, hlc) in firsts.items()],
-    )
-
-
-def update_conflicts(db: Any, changed: dict[RegisterKey, list[CellMeta]]) -> None:
-    """Set or clear the open-conflict row of each register whose heads changed."""
+def update_conflicts(
+    db: Any, changed: dict[RegisterKey, list[CellMeta]], before: dict[RegisterKey, Any]
+) -> None:
+    """Set or clear the open-conflict row of each register whose heads changed; `before`:
+    the heads of each register when the page was loaded (no row unless there were two)."""
     opened, closed = [], []
     for (rid, tag), heads in changed.items():
         if len(heads) > 1:
             since = sorted(h.hlc for h in heads)[1]
             opened.append((rid, tag, since))
-        else:
+        elif len(before.get((rid, tag), ())) > 1:
             closed.append((rid, tag))
     db.executemany("DELETE FROM open_conflicts WHERE record_id = ? AND field_tag = ?", closed)
     db.executemany("INSERT OR REPLACE INTO open_conflicts VALUES (?, ?, ?)", opened)
 
 
-def refresh(db: Any, record_ids: Iterable[str]) -> None:
-    """Rewrite the derived rows of each record in `record_ids` from its heads."""
-    ids = sorted(set(record_ids))
+def refresh(db: Any, rids: Iterable[int]) -> None:
+    """Rewrite the derived rows of each record (by arrival number) from its heads."""
+    ids = sorted(set(rids))
     for i in range(0, len(ids), _CHUNK):
         _refresh_chunk(db, ids[i : i + _CHUNK])
 
 
-def _refresh_chunk(db: Any, ids: list[str]) -> None:
+def _refresh_chunk(db: Any, ids: list[int]) -> None:
     marks = ",".join("?" * len(ids))
     rows = db.execute(
         "SELECT rid, record_id, record_type, deleted, dup_day, dup_name FROM records"  # noqa: S608
-        f" WHERE record_id IN ({marks})",
+        f" WHERE rid IN ({marks})",
         ids,
     ).fetchall()
-    heads: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    heads: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in db.execute(
-        "SELECT record_id, field_tag, record_type, field, value, hlc, winner, problem"  # noqa: S608
-        " FROM cells"
-        f" WHERE head = 1 AND record_id IN ({marks})",
+        "SELECT rid, field_tag, record_type, field, value, hlc, winner, problem"  # noqa: S608
+        f" FROM cells WHERE head = 1 AND rid IN ({marks})",
         ids,
     ):
         heads[row[0]].append(row[1:])
@@ -148,7 +132,7 @@ def _refresh_chunk(db: Any, ids: list[str]) -> None:
         registers: dict[str, int] = defaultdict(int)
         invalid = 0
         words = [record_id.lower()]
-        for tag, ctype, field, value_json, hlc, winner, why in heads[record_id]:
+        for tag, ctype, field, value_json, hlc, winner, why in heads[rid_row]:
             value = json.loads(value_json)
             registers[tag] += 1
             if ctype != rtype or why is not None:
@@ -186,7 +170,7 @@ def _refresh_chunk(db: Any, ids: list[str]) -> None:
     )
     db.executemany("DELETE FROM search WHERE rowid = ?", [(r,) for r, _ in texts])
     db.executemany("INSERT INTO search (rowid, text) VALUES (?, ?)", texts)
-    db.executemany("DELETE FROM links WHERE from_id = ?", [(r,) for r in ids])
+    db.executemany("DELETE FROM links WHERE from_id = ?", [(r[1],) for r in rows])
     db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
     for record_id, rtype, day, name, rname, paired in dups:
         _pair_duplicates(db, record_id, rtype, day, name, rname, paired)

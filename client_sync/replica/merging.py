@@ -7,6 +7,12 @@ cells' primary key, the namings' primary key), so a new cell costs the same in a
 replica of a hundred records and of a million, whatever its register's history.
 The same rules as the server's (`server/store/bundles.view`), on plaintext.
 
+Cells and namings are stored under their record's arrival number (`records.rid`),
+not its random id: a new record's cells append to the end of the table and of its
+heads index instead of landing on random pages, and a record's cells sit together
+in the order records arrived (see store.py). `load` reads the numbers of the page's
+records once; `write` gives each new record the next number.
+
 Bundles are folded one by one against the view of the whole page, so a bundle the
 fold refuses (`too_many_heads`, `cell_id_reused`) is left out alone; `write` then
 stores what was accepted and sets the `head` and `winner` flags of every register
@@ -41,15 +47,31 @@ def _want(n: int, width: int) -> str:
     return f"WITH want({cols}) AS (VALUES " + ",".join([row] * n) + ")"
 
 
-def _meta(row: Sequence[Any], keyholder: Callable[[str], bool]) -> CellMeta:
-    rid, tag, cid, hlc, dev, sup, bundle_id = row[:7]
+def _meta(record_id: str, row: Sequence[Any], keyholder: Callable[[str], bool]) -> CellMeta:
+    _, tag, cid, hlc, dev, sup, bundle_id = row[:7]
     return CellMeta(
-        rid, tag, cid, hlc, dev, tuple(json.loads(sup)) if sup != "[]" else (), bundle_id,
+        record_id, tag, cid, hlc, dev, tuple(json.loads(sup)) if sup != "[]" else (), bundle_id,
         keyholder(dev),
     )  # fmt: skip
 
 
-_COLS = "c.record_id, c.field_tag, c.cell_id, c.hlc, c.device_id, c.supersedes, c.bundle_id"
+_COLS = "c.rid, c.field_tag, c.cell_id, c.hlc, c.device_id, c.supersedes, c.bundle_id"
+
+
+def record_numbers(db: Any, record_ids: Iterable[str]) -> dict[str, int]:
+    """record id -> its arrival number, for the records of these ids held already."""
+    ids = sorted(set(record_ids))
+    out: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        out.update(
+            db.execute(
+                f"SELECT record_id, rid FROM records WHERE record_id IN ({marks})",  # noqa: S608
+                part,
+            ).fetchall()
+        )
+    return out
 
 
 class PageMerge:
@@ -59,6 +81,8 @@ class PageMerge:
         self.db = db
         self.keyholder = keyholder
         self.view = View()
+        self.rids: dict[str, int] = {}  # record id -> arrival number (new ones: at `write`)
+        self.fresh: set[str] = set()  # records this page created (at `write`)
         self.stored: dict[RegisterKey, tuple[str, ...]] = {}  # heads at load, winner first
         self.accepted: list[Opened] = []
         self.namings: list[tuple[CellKey, Namer]] = []
@@ -70,36 +94,42 @@ class PageMerge:
         for c in cells:
             keys.add((c.record_id, c.field_tag))
             ids.add((c.record_id, c.field_tag, c.cell_id))
-        db, view = self.db, self.view
-        pairs = sorted(keys)
+        db, view, keyholder = self.db, self.view, self.keyholder
+        self.rids = rids = record_numbers(db, (k[0] for k in keys))
+        ids_of = {n: record_id for record_id, n in rids.items()}
+        # A record not held yet has no stored cells, heads or namings to read.
+        pairs = sorted((rids[r], f) for r, f in keys if r in rids)
         for i in range(0, len(pairs), _TRIPLES):
             pair_part = pairs[i : i + _TRIPLES]
             sql = (
                 f"{_want(len(pair_part), 2)} SELECT {_COLS} FROM want CROSS JOIN cells c"  # noqa: S608
-                " ON c.record_id = want.r AND c.field_tag = want.f AND c.head = 1"
+                " ON c.rid = want.r AND c.field_tag = want.f AND c.head = 1"
             )
             for row in db.execute(sql, [x for p in pair_part for x in p]):
-                view.heads.setdefault((row[0], row[1]), []).append(_meta(row, self.keyholder))
+                record_id = ids_of[row[0]]
+                meta = _meta(record_id, row, keyholder)
+                view.heads.setdefault((record_id, row[1]), []).append(meta)
         for key, heads in view.heads.items():
             view.heads[key] = list(winner_first(heads))
             self.stored[key] = tuple(h.cell_id for h in view.heads[key])
-        triples = sorted(ids)
+        triples = sorted((rids[r], f, c) for r, f, c in ids if r in rids)
         for i in range(0, len(triples), _TRIPLES):
             part = triples[i : i + _TRIPLES]
             params = [x for t in part for x in t]
             known = (
                 f"{_want(len(part), 3)} SELECT {_COLS} FROM want CROSS JOIN cells c"  # noqa: S608
-                " ON c.record_id = want.r AND c.field_tag = want.f AND c.cell_id = want.c"
+                " ON c.rid = want.r AND c.field_tag = want.f AND c.cell_id = want.c"
             )
             for row in db.execute(known, params):
-                view.known[(row[0], row[1], row[2])] = _meta(row, self.keyholder)
+                record_id = ids_of[row[0]]
+                view.known[(record_id, row[1], row[2])] = _meta(record_id, row, keyholder)
             named = (
-                f"{_want(len(part), 3)} SELECT n.record_id, n.field_tag, n.cell_id,"  # noqa: S608
-                " n.by_device FROM want CROSS JOIN namings n ON n.record_id = want.r"
+                f"{_want(len(part), 3)} SELECT n.rid, n.field_tag, n.cell_id,"  # noqa: S608
+                " n.by_device FROM want CROSS JOIN namings n ON n.rid = want.r"
                 " AND n.field_tag = want.f AND n.cell_id = want.c"
             )
-            for rid, tag, cid, dev in db.execute(named, params):
-                view.named.setdefault((rid, tag, cid), []).append(Namer(dev, self.keyholder(dev)))
+            for n, tag, cid, dev in db.execute(named, params):
+                view.named.setdefault((ids_of[n], tag, cid), []).append(Namer(dev, keyholder(dev)))
 
     def fold(self, cells: Sequence[Opened], max_heads: int | None = MAX_HEADS) -> int:
         """Fold one bundle's cells; all or none (`MergeConflictError` leaves the view as it
@@ -118,7 +148,10 @@ class PageMerge:
         return len(delta.accepted)
 
     def write(self) -> None:
-        """Store the accepted cells and namings; set the flags of every changed register."""
+        """Store the accepted cells and namings, a new record's `records` row first (with
+        the next arrival number); set the flags of every changed register."""
+        self._number_records()
+        rids = self.rids
         flags: dict[CellKey, tuple[int, int]] = {}  # (head, winner) of cells whose flags are set
         for key in self.changed:
             final = [h.cell_id for h in self.view.heads.get(key, ())]
@@ -131,7 +164,7 @@ class PageMerge:
         for c in self.accepted:
             head, winner = flags.pop((c.record_id, c.field_tag, c.cell_id), (0, 0))
             rows.append((
-                c.record_id, c.field_tag, c.cell_id, c.record_type, c.field, c.value, c.hlc,
+                rids[c.record_id], c.field_tag, c.cell_id, c.record_type, c.field, c.value, c.hlc,
                 c.device_id, c.bundle_id,
                 json.dumps(list(c.supersedes)) if c.supersedes else "[]",
                 c.sort_key, c.problem, head, winner,
@@ -146,13 +179,40 @@ class PageMerge:
             for n, cid in enumerate(ids)
         }
         self.db.executemany(
-            "UPDATE cells SET head = ?, winner = ? WHERE record_id = ? AND field_tag = ?"
-            " AND cell_id = ?",
-            [(*fl, *ck) for ck, fl in flags.items() if stored_was.get(ck) != fl],
+            "UPDATE cells SET head = ?, winner = ? WHERE rid = ? AND field_tag = ? AND cell_id = ?",
+            [
+                (*fl, rids[r], tag, cid)
+                for (r, tag, cid), fl in flags.items()
+                if stored_was.get((r, tag, cid)) != fl
+            ],
         )
         self.db.executemany(
             "INSERT OR IGNORE INTO namings VALUES (?, ?, ?, ?)",
-            [(rid, tag, cid, namer.device_id) for (rid, tag, cid), namer in self.namings],
+            [(rids[r], tag, cid, namer.device_id) for (r, tag, cid), namer in self.namings],
+        )
+
+    def _number_records(self) -> None:
+        """A `records` row for every record of the accepted cells: a new one gets the next
+        arrival number, in the order its cells arrived; its type is that of its earliest
+        cell (cells of another type under its id are a device's error, shown as such)."""
+        firsts: dict[str, tuple[str, int]] = {}
+        for c in self.accepted:
+            first = firsts.get(c.record_id)
+            if first is None or c.hlc < first[1]:
+                firsts[c.record_id] = (c.record_type, c.hlc)
+        db, rids = self.db, self.rids
+        new = [r for r in firsts if r not in rids]
+        self.fresh = set(new)
+        if new:
+            top = int(db.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
+            rids.update((r, top + 1 + n) for n, r in enumerate(new))
+            db.executemany(
+                "INSERT INTO records (rid, record_id, record_type, first_hlc) VALUES (?, ?, ?, ?)",
+                [(rids[r], r, *firsts[r]) for r in new],
+            )
+        db.executemany(
+            "UPDATE records SET record_type = ?, first_hlc = ? WHERE rid = ? AND first_hlc > ?",
+            [(t, hlc, rids[r], hlc) for r, (t, hlc) in firsts.items() if r not in self.fresh],
         )
 
     def final_heads(self, key: RegisterKey) -> list[CellMeta]:

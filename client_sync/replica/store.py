@@ -20,9 +20,36 @@ from typing import Any
 
 from ..errors import CliError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
-SCHEMA = """
+# Cells and namings (schema 2 keyed them by the random record id: `_from_2`).
+CELLS = """
+-- Decrypted cells, under their record's arrival number: a new record's cells append
+-- to the table and to its heads index, and a record's cells lie together. `head`: no
+-- effective naming reaches it; `winner`: the head that wins its register. `sort_key`:
+-- the value's order-preserving key; `problem`: why the record schema refuses the
+-- value, NULL when it fits (values.py).
+CREATE TABLE cells (
+    rid INTEGER NOT NULL, field_tag TEXT NOT NULL, cell_id TEXT NOT NULL,
+    record_type TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
+    hlc INTEGER NOT NULL, device_id TEXT NOT NULL, bundle_id TEXT NOT NULL,
+    supersedes TEXT NOT NULL, sort_key TEXT NOT NULL, problem TEXT,
+    head INTEGER NOT NULL, winner INTEGER NOT NULL,
+    PRIMARY KEY (rid, field_tag, cell_id)
+) WITHOUT ROWID;
+CREATE INDEX cells_heads ON cells (rid, field_tag) WHERE head = 1;
+CREATE INDEX cells_sort ON cells (record_type, field, sort_key, rid) WHERE winner = 1;
+
+-- Who named which cell in a `supersedes`: the merge's view of a late cell (merging.py).
+CREATE TABLE namings (
+    rid INTEGER NOT NULL, field_tag TEXT NOT NULL, cell_id TEXT NOT NULL,
+    by_device TEXT NOT NULL,
+    PRIMARY KEY (rid, field_tag, cell_id, by_device)
+) WITHOUT ROWID;
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
 -- Every bundle seen: ok = 0 when it failed verification or the merge refused it.
@@ -39,29 +66,9 @@ CREATE TABLE runs (
     PRIMARY KEY (device_id, first_seq)
 ) WITHOUT ROWID;
 
--- Decrypted cells. `head`: no effective naming reaches it; `winner`: the head that
--- wins its register. `sort_key`: the value's order-preserving key; `problem`: why the
--- record schema refuses the value, NULL when it fits (values.py).
-CREATE TABLE cells (
-    record_id TEXT NOT NULL, field_tag TEXT NOT NULL, cell_id TEXT NOT NULL,
-    record_type TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
-    hlc INTEGER NOT NULL, device_id TEXT NOT NULL, bundle_id TEXT NOT NULL,
-    supersedes TEXT NOT NULL, sort_key TEXT NOT NULL, problem TEXT,
-    head INTEGER NOT NULL, winner INTEGER NOT NULL,
-    PRIMARY KEY (record_id, field_tag, cell_id)
-) WITHOUT ROWID;
-CREATE INDEX cells_heads ON cells (record_id, field_tag) WHERE head = 1;
-CREATE INDEX cells_sort ON cells (record_type, field, sort_key, record_id) WHERE winner = 1;
-
--- Who named which cell in a `supersedes`: the merge's view of a late cell (merging.py).
-CREATE TABLE namings (
-    record_id TEXT NOT NULL, field_tag TEXT NOT NULL, cell_id TEXT NOT NULL,
-    by_device TEXT NOT NULL,
-    PRIMARY KEY (record_id, field_tag, cell_id, by_device)
-) WITHOUT ROWID;
-
 -- One row per record, with what the read layer filters on, kept as cells arrive
--- (derived.py). `rid` is the record's row in `search`.
+-- (derived.py). `rid`: the record's arrival number in this replica (merging.py), which
+-- keys its cells and its row in `search`.
 CREATE TABLE records (
     rid INTEGER PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, record_type TEXT NOT NULL,
     first_hlc INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
@@ -94,6 +101,8 @@ CREATE VIRTUAL TABLE search USING fts5 (text, tokenize = 'trigram');
 
 CREATE TABLE problems (key TEXT PRIMARY KEY, device_id TEXT, message TEXT NOT NULL) WITHOUT ROWID;
 """
+    + CELLS
+)
 
 
 def sqlcipher() -> Any:
@@ -131,12 +140,52 @@ def connect(path: Path, key: bytes) -> Any:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             db.execute("COMMIT")
         version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if version is not None and version[0] == "2":
+            _from_2(db)
+            version = (SCHEMA_VERSION,)
         if version is None or version[0] != SCHEMA_VERSION:
             raise CliError("this replica was written by another fieldsync version")
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _from_2(db: Any) -> None:
+    """Schema 2 to 3, in one transaction: the cells and namings rewritten under their
+    records' arrival numbers (every cell's record has its row: the merge writes it)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in (
+            "DROP INDEX cells_heads",
+            "DROP INDEX cells_sort",
+            "ALTER TABLE cells RENAME TO cells_2",
+            "ALTER TABLE namings RENAME TO namings_2",
+            *_statements(CELLS),
+        ):
+            db.execute(statement)
+        moved = db.execute(
+            "INSERT INTO cells SELECT r.rid, c.field_tag, c.cell_id, c.record_type, c.field,"
+            " c.value, c.hlc, c.device_id, c.bundle_id, c.supersedes, c.sort_key, c.problem,"
+            " c.head, c.winner FROM cells_2 c JOIN records r ON r.record_id = c.record_id"
+            " ORDER BY r.rid, c.field_tag, c.cell_id"
+        ).rowcount
+        named = db.execute(
+            "INSERT INTO namings SELECT r.rid, n.field_tag, n.cell_id, n.by_device"
+            " FROM namings_2 n JOIN records r ON r.record_id = n.record_id"
+        ).rowcount
+        held = db.execute(
+            "SELECT (SELECT count(*) FROM cells_2), (SELECT count(*) FROM namings_2)"
+        ).fetchone()
+        if (moved, named) != tuple(held):
+            raise CliError("the replica could not be upgraded: a cell has no record row")
+        db.execute("DROP TABLE cells_2")
+        db.execute("DROP TABLE namings_2")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _statements(script: str) -> list[str]:
