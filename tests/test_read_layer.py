@@ -4,10 +4,15 @@ cells arrive, deleted records hidden unless asked for."""
 
 from __future__ import annotations
 
+import itertools
+from unittest.mock import patch
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from replicakit import cell, merge, record, rid, temp_replica
 
 from client_sync import view
-from client_sync.replica import Replica
+from client_sync.replica import Replica, derived
 
 
 def ids(replica: Replica, **query: object) -> list[str]:
@@ -155,6 +160,64 @@ def test_likely_duplicates_follow_the_cells() -> None:
         # Deleting one of a pair takes the pair away.
         merge(replica, [cell(c, "detention", "_deleted", True, 30, "device-coordinator")])
         assert ids(replica, only="duplicates", include_deleted=True) == []
+
+
+BLOCK_DAYS = ["2026-12-04T11:20", "2026-12-04T15:00", "2026-12-05T09:00"]
+# Two families of near names (each alike the others of its family), and others: equal
+# names, neighbours past the fourth that are alike too, and names alike no other.
+NEAR_NAMES = [
+    *(f"daulet {s}" for s in ("fakeuly", "fake-uly", "fakeuli", "fakeul", "fakeuly a", "fakeily")),
+    *(f"zarina {s}" for s in ("otherova", "otherov", "other-ova", "otherova b", "atherova")),
+]
+BLOCK_NAMES = st.one_of(
+    st.sampled_from(NEAR_NAMES),
+    st.text(alphabet="abn -", min_size=1, max_size=9).filter(lambda n: bool(n.strip())),
+)
+
+
+@given(
+    st.lists(st.tuples(BLOCK_NAMES, st.sampled_from(BLOCK_DAYS)), min_size=1, max_size=28),
+    st.lists(st.integers(0, 28), max_size=4),
+    st.lists(st.tuples(st.integers(0, 27), BLOCK_NAMES, st.sampled_from(BLOCK_DAYS)), max_size=6),
+)
+@example([("daulet fakeuly", BLOCK_DAYS[0])] * 7, [], [])  # equal names past the fourth
+@settings(deadline=None, max_examples=40)
+def test_a_block_read_whole_pairs_as_the_index_does(
+    people: list[tuple[str, str]], cuts: list[int], edits: list[tuple[int, str, str]]
+) -> None:
+    """Likely duplicates from a day's block read once per page (derived.BLOCK) are those the
+    per-record index reads find, whatever the pages and the later corrections of names
+    and days (equal names, neighbours past the fourth, records leaving a block)."""
+
+    def who(n: int) -> str:  # record ids in another order than their arrival
+        return rid(37 * n % 101)
+
+    def pairs(block: int) -> list[tuple[str, str]]:
+        with patch.object(derived, "BLOCK", block), temp_replica() as replica:
+            cells = [
+                c
+                for n, (name, day) in enumerate(people)
+                for c in (
+                    cell(who(n), "detention", "person_name", name, 10 + n, cell_id=f"n{n}"),
+                    cell(who(n), "detention", "detained_at", day, 10 + n, cell_id=f"d{n}"),
+                )
+            ]
+            bounds = sorted({0, len(cells), *(2 * min(c, len(people)) for c in cuts)})
+            for lo, hi in itertools.pairwise(bounds):
+                merge(replica, cells[lo:hi])
+            for k, (n, name, day) in enumerate(edits):
+                if n < len(people):
+                    names = replica.heads(who(n), cells[2 * n].field_tag)
+                    days = replica.heads(who(n), cells[2 * n + 1].field_tag)
+                    merge(replica, [
+                        cell(who(n), "detention", "person_name", name, 100 + k,
+                             supersedes=(names[0].cell_id,)),
+                        cell(who(n), "detention", "detained_at", day, 100 + k,
+                             supersedes=(days[0].cell_id,)),
+                    ])  # fmt: skip
+            return sorted(replica.db.execute("SELECT a, b FROM duplicates").fetchall())
+
+    assert pairs(derived.BLOCK) == pairs(0)
 
 
 ODD = [None, True, False, 0, -1, 40, 10**13, "", " x", "x ", "40", "forty", "2024", "2024-13",

@@ -22,6 +22,7 @@ merged: a coordinator merges by writing.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import re
@@ -36,6 +37,7 @@ from .values import as_text, fold
 
 DUPLICATE_RATIO = 0.8
 NEIGHBOURS = 4
+BLOCK = 64  # rows of a day's block read whole, per record of the page in it (else by index)
 _CHUNK = 500
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 
@@ -172,41 +174,79 @@ def _refresh_chunk(db: Any, ids: list[int]) -> None:
     db.executemany("INSERT INTO search (rowid, text) VALUES (?, ?)", texts)
     db.executemany("DELETE FROM links WHERE from_id = ?", [(r[1],) for r in rows])
     db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
-    for record_id, rtype, day, name, rname, paired in dups:
-        _pair_duplicates(db, record_id, rtype, day, name, rname, paired)
+    pair_duplicates(db, dups)
 
 
-def _pair_duplicates(
-    db: Any,
-    record_id: str,
-    rtype: str,
-    day: str | None,
-    name: str | None,
-    rname: str | None,
-    paired: bool,
-) -> None:
-    partners = []
-    if paired:
+def pair_duplicates(db: Any, dups: list[tuple[str, str, Any, Any, Any, bool]]) -> None:
+    """Take back the pairs of records that left or moved in their block, then pair each
+    record of `dups` (record id, type, day, name, reversed name, was in a block) with
+    its similar neighbours. A day's block is read once for all its records here when it
+    holds up to `BLOCK` records for each of them (so the read costs what the records
+    touched do); a larger one is searched record by record, by index."""
+    gone = [record_id for record_id, *_, paired in dups if paired]
+    for record_id in gone:
         partners = [r[0] for r in db.execute("SELECT b FROM duplicates WHERE a = ?", (record_id,))]
-    if partners:
         db.executemany(
             "DELETE FROM duplicates WHERE a = ? AND b = ?",
             [p for other in partners for p in ((record_id, other), (other, record_id))],
         )
-    if day is None or name is None or rname is None:
-        return
-    mine = Name(name)
-    params = [
-        x for key in (name, name, rname, rname) for x in (rtype, day, key, record_id, NEIGHBOURS)
-    ]
-    found = [
-        other for other, other_name in db.execute(_NEIGHBOURS, params) if mine.similar(other_name)
-    ]
-    if found:
-        db.executemany(
-            "INSERT OR IGNORE INTO duplicates VALUES (?, ?)",
-            [p for other in set(found) for p in ((record_id, other), (other, record_id))],
-        )
+    blocks: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
+    for record_id, rtype, day, name, rname, _ in dups:
+        if day is not None and name is not None and rname is not None:
+            blocks[(rtype, day)].append((record_id, name, rname))
+    found: set[tuple[str, str]] = set()
+    judged: set[tuple[str, str]] = set()
+    for (rtype, day), members in blocks.items():
+        block = db.execute(
+            "SELECT dup_name, rid, record_id, dup_rname FROM records"
+            " WHERE record_type = ? AND dup_day = ? LIMIT ?",
+            (rtype, day, BLOCK * len(members) + 1),
+        ).fetchall()
+        orders = [_ranked(block, 0), _ranked(block, 3)]  # by name, by reversed name
+        for record_id, name, rname in members:
+            if len(block) > BLOCK * len(members):
+                params = [
+                    x
+                    for key in (name, name, rname, rname)
+                    for x in (rtype, day, key, record_id, NEIGHBOURS)
+                ]
+                near = db.execute(_NEIGHBOURS, params).fetchall()
+            else:
+                near = _near(orders, record_id, (name, rname))
+            mine = Name(name)
+            for other, other_name in dict(near).items():  # a neighbour in both orders: once
+                pair = (record_id, other) if record_id < other else (other, record_id)
+                if pair not in judged:  # two records of the page, each the other's neighbour
+                    judged.add(pair)
+                    if mine.similar(other_name):
+                        found.add(pair)
+    db.executemany(
+        "INSERT OR IGNORE INTO duplicates VALUES (?, ?)",
+        sorted({p for a, b in found for p in ((a, b), (b, a))}),
+    )
+
+
+Ranked = tuple[list[tuple[str, int, str, str]], list[str]]
+
+
+def _ranked(block: list[tuple[str, int, str, str]], at: int) -> Ranked:
+    """A block's rows (name, rid, record id, reversed name) in the order of an index on
+    column `at` (equal keys by `rid`), and those keys."""
+    ranked = sorted(block, key=lambda r: (r[at], r[1]))
+    return ranked, [r[at] for r in ranked]
+
+
+def _near(orders: list[Ranked], record_id: str, keys: tuple[str, str]) -> list[tuple[str, str]]:
+    """(record id, name) of the neighbours `_NEIGHBOURS` reads, from a block held whole:
+    in each order, the `NEIGHBOURS` before the key (the index read backwards) and from
+    it on, the record itself left out."""
+    out: list[tuple[str, str]] = []
+    for (ranked, ordered), key in zip(orders, keys, strict=True):
+        i = bisect.bisect_left(ordered, key)
+        before = ranked[max(0, i - NEIGHBOURS) : i][::-1]
+        after = [r for r in ranked[i : i + NEIGHBOURS + 1] if r[2] != record_id][:NEIGHBOURS]
+        out += [(r[2], r[0]) for r in before + after]
+    return out
 
 
 def _neighbours(column: str, op: str, order: str) -> str:
