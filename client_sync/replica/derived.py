@@ -233,7 +233,7 @@ def _ranked(block: list[tuple[str, int, str, str]], at: int) -> Ranked:
     """A block's rows (name, rid, record id, reversed name) in the order of an index on
     column `at` (equal keys by `rid`), and those keys."""
     ranked = sorted(block, key=lambda r: (r[at], r[1]))
-    return ranked, [r[at] for r in ranked]
+    return ranked, [str(r[at]) for r in ranked]
 
 
 def _near(orders: list[Ranked], record_id: str, keys: tuple[str, str]) -> list[tuple[str, str]]:
