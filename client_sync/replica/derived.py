@@ -198,11 +198,11 @@ def pair_duplicates(db: Any, dups: list[tuple[str, str, Any, Any, Any, bool]]) -
     judged: set[tuple[str, str]] = set()
     for (rtype, day), members in blocks.items():
         block = db.execute(
-            "SELECT dup_name, rid, record_id, dup_rname FROM records"
+            "SELECT dup_name, record_id, dup_rname FROM records"
             " WHERE record_type = ? AND dup_day = ? LIMIT ?",
             (rtype, day, BLOCK * len(members) + 1),
         ).fetchall()
-        orders = [_ranked(block, 0), _ranked(block, 3)]  # by name, by reversed name
+        orders = [_ranked(block, 0), _ranked(block, 2)]  # by name, by reversed name
         for record_id, name, rname in members:
             if len(block) > BLOCK * len(members):
                 params = [
@@ -226,14 +226,14 @@ def pair_duplicates(db: Any, dups: list[tuple[str, str, Any, Any, Any, bool]]) -
     )
 
 
-Ranked = tuple[list[tuple[str, int, str, str]], list[str]]
+Ranked = tuple[list[tuple[str, str, str]], list[str]]
 
 
-def _ranked(block: list[tuple[str, int, str, str]], at: int) -> Ranked:
-    """A block's rows (name, rid, record id, reversed name) in the order of an index on
-    column `at` (equal keys by `rid`), and those keys."""
+def _ranked(block: list[tuple[str, str, str]], at: int) -> Ranked:
+    """A block's rows (name, record id, reversed name) in the order of its index on column
+    `at` (equal keys by record id, the index's next column), and those keys."""
     ranked = sorted(block, key=lambda r: (r[at], r[1]))
-    return ranked, [str(r[at]) for r in ranked]
+    return ranked, [r[at] for r in ranked]
 
 
 def _near(orders: list[Ranked], record_id: str, keys: tuple[str, str]) -> list[tuple[str, str]]:
@@ -244,8 +244,8 @@ def _near(orders: list[Ranked], record_id: str, keys: tuple[str, str]) -> list[t
     for (ranked, ordered), key in zip(orders, keys, strict=True):
         i = bisect.bisect_left(ordered, key)
         before = ranked[max(0, i - NEIGHBOURS) : i][::-1]
-        after = [r for r in ranked[i : i + NEIGHBOURS + 1] if r[2] != record_id][:NEIGHBOURS]
-        out += [(r[2], r[0]) for r in before + after]
+        after = [r for r in ranked[i : i + NEIGHBOURS + 1] if r[1] != record_id][:NEIGHBOURS]
+        out += [(r[1], r[0]) for r in before + after]
     return out
 
 

@@ -77,8 +77,11 @@ CREATE TABLE records (
 );
 CREATE INDEX records_order ON records (first_hlc, record_id);
 CREATE INDEX records_type ON records (record_type, first_hlc, record_id);
-CREATE INDEX records_block ON records (record_type, dup_day, dup_name) WHERE dup_day IS NOT NULL;
-CREATE INDEX records_rblock ON records (record_type, dup_day, dup_rname)
+-- Likely duplicates' blocks, in name and in reversed-name order: covering indexes, so
+-- that a block or a name's neighbours are read from the index alone.
+CREATE INDEX records_block ON records (record_type, dup_day, dup_name, record_id)
+    WHERE dup_day IS NOT NULL;
+CREATE INDEX records_rblock ON records (record_type, dup_day, dup_rname, dup_name, record_id)
     WHERE dup_day IS NOT NULL;
 
 -- Registers with more than one head, and since when (the second-oldest head's HLC).
@@ -153,12 +156,16 @@ def connect(path: Path, key: bytes) -> Any:
 
 def _from_2(db: Any) -> None:
     """Schema 2 to 3, in one transaction: the cells and namings rewritten under their
-    records' arrival numbers (every cell's record has its row: the merge writes it)."""
+    records' arrival numbers (every cell's record has its row: the merge writes it), and
+    the likely duplicates' block indexes made covering."""
     db.execute("BEGIN IMMEDIATE")
     try:
         for statement in (
             "DROP INDEX cells_heads",
             "DROP INDEX cells_sort",
+            "DROP INDEX records_block",
+            "DROP INDEX records_rblock",
+            *(s for s in _statements(SCHEMA) if "INDEX records_" in s and "block" in s),
             "ALTER TABLE cells RENAME TO cells_2",
             "ALTER TABLE namings RENAME TO namings_2",
             *_statements(CELLS),
