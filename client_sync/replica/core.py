@@ -256,7 +256,9 @@ class Replica:
         changed = {k: merge.final_heads(k) for k in merge.changed}
         derived.update_conflicts(self.db, changed, merge.stored)
         # A register changes only by a cell accepted into it: its record is numbered.
-        derived.refresh(self.db, {merge.rids[c.record_id] for c in merge.accepted})
+        derived.refresh(
+            self.db, {merge.rids[c.record_id] for c in merge.accepted}, merge.fresh_heads()
+        )
 
     def _served_again(
         self,

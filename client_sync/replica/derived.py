@@ -107,27 +107,38 @@ def update_conflicts(
     db.executemany("INSERT OR REPLACE INTO open_conflicts VALUES (?, ?, ?)", opened)
 
 
-def refresh(db: Any, rids: Iterable[int]) -> None:
-    """Rewrite the derived rows of each record (by arrival number) from its heads."""
+Fresh = dict[int, tuple[str, str, list[tuple[Any, ...]]]]
+
+
+def refresh(db: Any, rids: Iterable[int], fresh: Fresh | None = None) -> None:
+    """Rewrite the derived rows of each record (by arrival number) from its heads.
+
+    `fresh`: records created by this page, with their heads (`PageMerge.fresh_heads`):
+    nothing of theirs is read back or taken away, since nothing was derived before."""
     ids = sorted(set(rids))
     for i in range(0, len(ids), _CHUNK):
-        _refresh_chunk(db, ids[i : i + _CHUNK])
+        _refresh_chunk(db, ids[i : i + _CHUNK], fresh or {})
 
 
-def _refresh_chunk(db: Any, ids: list[int]) -> None:
-    marks = ",".join("?" * len(ids))
+def _refresh_chunk(db: Any, ids: list[int], fresh: Fresh) -> None:
+    stored = [n for n in ids if n not in fresh]
+    marks = ",".join("?" * len(stored))
     rows = db.execute(
         "SELECT rid, record_id, record_type, deleted, dup_day, dup_name FROM records"  # noqa: S608
         f" WHERE rid IN ({marks})",
-        ids,
+        stored,
     ).fetchall()
     heads: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in db.execute(
         "SELECT rid, field_tag, record_type, field, value, hlc, winner, problem"  # noqa: S608
         f" FROM cells WHERE head = 1 AND rid IN ({marks})",
-        ids,
+        stored,
     ):
         heads[row[0]].append(row[1:])
+    for n in ids:
+        if n in fresh:
+            record_id, rtype, heads[n] = fresh[n]
+            rows.append((n, record_id, rtype, 0, None, None))
     updates, texts, links, dups = [], [], [], []
     for rid_row, record_id, rtype, was_deleted, old_day, old_name in rows:
         own: dict[str, list[tuple[Any, int, int]]] = defaultdict(list)
@@ -157,7 +168,7 @@ def _refresh_chunk(db: Any, ids: list[int]) -> None:
                 day, name = date[:10], fold(named)
                 rname = name[::-1]
         updates.append((int(deleted), conflicts, invalid, day, name, rname, rid_row))
-        texts.append((rid_row, "\n".join(words)))
+        texts.append((rid_row, "\n".join([words[0], *sorted(words[1:])])))  # in any order read
         for field in link_fields(rtype):
             target = winners.get(field)
             if isinstance(target, str) and _RECORD_ID.match(target):
@@ -170,9 +181,13 @@ def _refresh_chunk(db: Any, ids: list[int]) -> None:
         " dup_rname = ? WHERE rid = ?",
         updates,
     )
-    db.executemany("DELETE FROM search WHERE rowid = ?", [(r,) for r, _ in texts])
+    db.executemany(
+        "DELETE FROM search WHERE rowid = ?", [(r[0],) for r in rows if r[0] not in fresh]
+    )
     db.executemany("INSERT INTO search (rowid, text) VALUES (?, ?)", texts)
-    db.executemany("DELETE FROM links WHERE from_id = ?", [(r[1],) for r in rows])
+    db.executemany(
+        "DELETE FROM links WHERE from_id = ?", [(r[1],) for r in rows if r[0] not in fresh]
+    )
     db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?)", links)
     pair_duplicates(db, dups)
 

@@ -82,7 +82,7 @@ class PageMerge:
         self.keyholder = keyholder
         self.view = View()
         self.rids: dict[str, int] = {}  # record id -> arrival number (new ones: at `write`)
-        self.fresh: set[str] = set()  # records this page created (at `write`)
+        self.fresh: dict[str, str] = {}  # record id -> type, of the records this page created
         self.stored: dict[RegisterKey, tuple[str, ...]] = {}  # heads at load, winner first
         self.accepted: list[Opened] = []
         self.namings: list[tuple[CellKey, Namer]] = []
@@ -202,7 +202,7 @@ class PageMerge:
                 firsts[c.record_id] = (c.record_type, c.hlc)
         db, rids = self.db, self.rids
         new = [r for r in firsts if r not in rids]
-        self.fresh = set(new)
+        self.fresh = {r: firsts[r][0] for r in new}
         if new:
             top = int(db.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0])
             rids.update((r, top + 1 + n) for n, r in enumerate(new))
@@ -217,3 +217,23 @@ class PageMerge:
 
     def final_heads(self, key: RegisterKey) -> list[CellMeta]:
         return self.view.heads.get(key, [])
+
+    def fresh_heads(self) -> dict[int, tuple[str, str, list[tuple[Any, ...]]]]:
+        """For each record this page created: (record id, type, its heads as the replica
+        stores them: field tag, type, field, value, hlc, winner, problem). Every cell of
+        such a record was accepted here, so they are read from memory, not back from disk."""
+        if not self.fresh:
+            return {}
+        by_id = {(c.record_id, c.field_tag, c.cell_id): c for c in self.accepted}
+        out: dict[int, tuple[str, str, list[tuple[Any, ...]]]] = {
+            self.rids[r]: (r, t, []) for r, t in self.fresh.items()
+        }
+        for key in self.changed:
+            record_id, tag = key
+            if record_id not in self.fresh:
+                continue
+            heads = out[self.rids[record_id]][2]
+            for n, meta in enumerate(self.view.heads.get(key, ())):
+                c = by_id[(record_id, tag, meta.cell_id)]
+                heads.append((tag, c.record_type, c.field, c.value, c.hlc, int(n == 0), c.problem))
+        return out
