@@ -46,3 +46,9 @@ class InvalidInvite(ProtocolError):
     """An invite string that is malformed, tampered, expired or for another workspace."""
 
     family = "invalid_invite"
+
+
+class InvalidAttachment(ProtocolError):
+    """An attachment descriptor, chunk or reassembled file that does not verify."""
+
+    family = "invalid_attachment"

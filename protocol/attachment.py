@@ -1,0 +1,560 @@
+"""Attachments: a file sealed in fixed-size chunks under its own key (docs/PROTOCOL.md,
+"Attachments").
+
+Pure: no I/O, no clock. Randomness (the attachment id and key) is passed in.
+
+A file is padded as a whole (`padding.pad`, as cells are), cut into chunks of
+`chunk_size` bytes, and each chunk is sealed with ChaCha20-Poly1305 under a fresh
+32-byte attachment key, nonce `u96be(index)`, and an associated data that binds the
+attachment id, the chunk size, the index, the chunk count and the original size.
+A chunk's id is the SHA-256 of its ciphertext, so the server can check what it
+stores and a reader can check what it is served. The **descriptor** (name, media
+type, size, SHA-256 of the original bytes, capture time, caption, chunk ids, key)
+is the value of one cell, field `_file_<id in hex>`, of the record it belongs to:
+it is sealed and signed like any field, so a re-key re-seals its key with the
+bundle's and never touches a chunk.
+
+Every refusal is one `InvalidAttachment` with a code; a reader told which chunk a
+server served instead (`chunk_order`, `chunk_foreign`) can say what was done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import struct
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from . import keys
+from .encoding import b64d, b64e, labelled
+from .errors import InvalidAttachment, InvalidEncoding
+from .padding import MIN_PADDED, padme
+
+CHUNK_SIZE = 1 << 20  # what devices seal with (see PROTOCOL.md for why 1 MiB)
+MIN_CHUNK_SIZE = 1 << 8
+MAX_CHUNK_SIZE = 1 << 20
+MAX_CHUNKS = 1024  # what one 64 KiB cell can list, with room for the other fields
+TAG_LEN = 16
+MAX_CHUNK_CT = MAX_CHUNK_SIZE + TAG_LEN  # the largest chunk a server stores
+KEY_LEN = 32
+ID_LEN = 16
+MAX_NAME = 255  # code points of a file name
+MAX_MEDIA_TYPE = 127
+MAX_CAPTION = 1000  # code points
+MAX_SIZE = MAX_CHUNKS * MAX_CHUNK_SIZE - 4  # 1 GiB - 4: the length prefix fills the rest
+
+L_CHUNK_AD = "fieldsync/v1/chunk-ad"
+L_CHUNK_ID = "fieldsync/v1/chunk-id"
+L_CHUNK_RELEASE = "fieldsync/v1/chunk-release"
+FILE_FIELD_PREFIX = "_file_"
+FILE_FIELD_RE = re.compile(r"^_file_[0-9a-f]{32}\Z")
+_CAPTURED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+_MEDIA_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+_AD_PREFIX = L_CHUNK_AD.encode("ascii") + b"\x00"
+_ID_PREFIX = L_CHUNK_ID.encode("ascii") + b"\x00"
+_AD = struct.Struct(">16sIIIQ")  # attachment id, chunk size, index, count, size
+
+Random = Callable[[int], bytes]
+DESCRIPTOR_FIELDS = frozenset(
+    (
+        "v",
+        "id",
+        "name",
+        "media_type",
+        "size",
+        "sha256",
+        "captured_at",
+        "caption",
+        "chunk_size",
+        "chunks",
+        "key",
+    )
+)
+
+
+def file_field(attachment_id: str) -> str:
+    """The field of a record that holds attachment `attachment_id` (its own register)."""
+    return FILE_FIELD_PREFIX + b64d(attachment_id, length=ID_LEN, what="attachment id").hex()
+
+
+def attachment_id_of(field: str) -> str | None:
+    """The attachment id a field holds, or None when it is not an attachment field."""
+    if not FILE_FIELD_RE.match(field):
+        return None
+    return b64e(bytes.fromhex(field[len(FILE_FIELD_PREFIX) :]))
+
+
+def is_file_field(field: str) -> bool:
+    return bool(FILE_FIELD_RE.match(field))
+
+
+def padded_length(size: int) -> int:
+    """The length of the padded stream the chunks cut: `len(pad(file))`."""
+    return max(MIN_PADDED, padme(4 + size))
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    return -(-padded_length(size) // chunk_size)
+
+
+def chunk_length(size: int, chunk_size: int, index: int) -> int:
+    """The ciphertext length of chunk `index` (plaintext and tag)."""
+    count = chunk_count(size, chunk_size)
+    if index < count - 1:
+        return chunk_size + TAG_LEN
+    return padded_length(size) - (count - 1) * chunk_size + TAG_LEN
+
+
+def chunk_ad(attachment_id: bytes, chunk_size: int, index: int, count: int, size: int) -> bytes:
+    """`"fieldsync/v1/chunk-ad" || 0x00 || id || u32be(chunk_size) || u32be(index) ||
+    u32be(count) || u64be(size)`: a chunk opens only at its place in its own file."""
+    return _AD_PREFIX + _AD.pack(attachment_id, chunk_size, index, count, size)
+
+
+def chunk_id(ct: bytes) -> str:
+    """`SHA-256("fieldsync/v1/chunk-id" || 0x00 || ct)`: what the server checks and files."""
+    return b64e(hashlib.sha256(_ID_PREFIX + ct).digest())
+
+
+def _nonce(index: int) -> bytes:
+    # The key is fresh for every attachment, so the index is a unique nonce.
+    return index.to_bytes(12, "big")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """The sealed value of an attachment field: everything needed to fetch, open and
+    check the file, and what a lawyer needs to trust it (the hash taken at capture)."""
+
+    id: str
+    name: str
+    media_type: str
+    size: int
+    sha256: str  # hex of the original bytes
+    captured_at: str  # UTC, YYYY-MM-DDTHH:MM:SSZ
+    caption: str | None
+    chunk_size: int
+    chunks: tuple[str, ...]
+    key: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.chunks)
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "id": self.id,
+            "name": self.name,
+            "media_type": self.media_type,
+            "size": self.size,
+            "sha256": self.sha256,
+            "captured_at": self.captured_at,
+            "caption": self.caption,
+            "chunk_size": self.chunk_size,
+            "chunks": list(self.chunks),
+            "key": b64e(self.key),
+        }
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown and exported: every field but the key."""
+        value = self.to_value()
+        del value["key"]
+        return value
+
+
+def _bad(reason: str) -> InvalidAttachment:
+    return InvalidAttachment("bad_descriptor", reason)
+
+
+def _text(value: Any, what: str, most: int) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= most:
+        raise _bad(f"{what} must be text of 1 to {most} characters")
+    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise _bad(f"{what} holds a control character or a lone surrogate")
+    return value
+
+
+def check_name(name: str) -> str:
+    """A file name as sealed: no path, no control characters, 1 to 255 characters."""
+    _text(name, "name", MAX_NAME)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise _bad("name must be a file name, not a path")
+    return name
+
+
+def check_media_type(media_type: str) -> str:
+    if not isinstance(media_type, str) or not (
+        len(media_type) <= MAX_MEDIA_TYPE and _MEDIA_RE.match(media_type)
+    ):
+        raise _bad("media_type must be a lowercase type/subtype")
+    return media_type
+
+
+def check_caption(caption: str | None) -> str | None:
+    return None if caption is None else _text(caption, "caption", MAX_CAPTION)
+
+
+def check_captured_at(captured_at: str) -> str:
+    if not isinstance(captured_at, str) or not _CAPTURED_RE.match(captured_at):
+        raise _bad("captured_at must be YYYY-MM-DDTHH:MM:SSZ")
+    return captured_at
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise _bad(f"{what} must be an integer from {low} to {high}")
+    return value
+
+
+def parse_descriptor(value: Any) -> Descriptor:
+    """A descriptor from an opened cell value, every field checked (`bad_descriptor`)."""
+    if not isinstance(value, dict) or set(value) != DESCRIPTOR_FIELDS:
+        raise _bad(f"a descriptor has exactly the fields {', '.join(sorted(DESCRIPTOR_FIELDS))}")
+    if value["v"] != 1 or type(value["v"]) is not int:
+        raise _bad("unknown descriptor version")
+    chunk_size = _int(value["chunk_size"], "chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)
+    if chunk_size & (chunk_size - 1):
+        raise _bad("chunk_size must be a power of two")
+    size = _int(value["size"], "size", 0, MAX_SIZE)
+    chunks = value["chunks"]
+    if not isinstance(chunks, list) or len(chunks) != chunk_count(size, chunk_size):
+        raise _bad("chunks must list exactly the chunks that size and chunk_size make")
+    if len(chunks) > MAX_CHUNKS:
+        raise _bad(f"an attachment has at most {MAX_CHUNKS} chunks")
+    try:
+        b64d(value["id"], length=ID_LEN, what="id")
+        key = b64d(value["key"], length=KEY_LEN, what="key")
+        for c in chunks:
+            b64d(c, length=32, what="chunk id")
+    except (InvalidEncoding, AttributeError) as exc:
+        raise _bad(str(exc)) from None
+    if len(set(chunks)) != len(chunks):
+        raise _bad("a chunk id is listed twice")
+    sha = value["sha256"]
+    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        raise _bad("sha256 must be 64 lowercase hex digits")
+    return Descriptor(
+        id=value["id"],
+        name=check_name(value["name"]),
+        media_type=check_media_type(value["media_type"]),
+        size=size,
+        sha256=sha,
+        captured_at=check_captured_at(value["captured_at"]),
+        caption=check_caption(value["caption"]),
+        chunk_size=chunk_size,
+        chunks=tuple(chunks),
+        key=key,
+    )
+
+
+# --- sealing ------------------------------------------------------------------------------
+
+
+class Sealer:
+    """Seal a file of a known size as it is read, one chunk at a time (a 200 MB video
+    never has to be in memory): `feed` the bytes, then `finish`; each returns the
+    chunks completed, as `(chunk_id, ciphertext)` in order."""
+
+    def __init__(
+        self, *, attachment_id: str, key: bytes, size: int, chunk_size: int = CHUNK_SIZE
+    ) -> None:
+        if len(key) != KEY_LEN:
+            raise ValueError("an attachment key is 32 bytes")
+        if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE or chunk_size & (chunk_size - 1):
+            raise ValueError("chunk_size must be a power of two from 256 B to 1 MiB")
+        if not 0 <= size <= MAX_SIZE:
+            raise InvalidAttachment("too_large", f"an attachment is at most {MAX_SIZE} bytes")
+        count = chunk_count(size, chunk_size)
+        if count > MAX_CHUNKS:
+            raise InvalidAttachment("too_large", f"at most {MAX_CHUNKS} chunks of {chunk_size}")
+        self.attachment_id = attachment_id
+        self._raw_id = b64d(attachment_id, length=ID_LEN, what="attachment id")
+        self.key = key
+        self.size = size
+        self.chunk_size = chunk_size
+        self.count = count
+        self._aead = ChaCha20Poly1305(key)
+        self._buf = bytearray(struct.pack(">I", size))
+        self._fed = 0
+        self._index = 0
+        self._sha = hashlib.sha256()
+        self._ids: list[str] = []
+        self._done = False
+
+    def _seal(self, plain: bytes) -> tuple[str, bytes]:
+        index = self._index
+        ad = chunk_ad(self._raw_id, self.chunk_size, index, self.count, self.size)
+        ct = self._aead.encrypt(_nonce(index), plain, ad)
+        cid = chunk_id(ct)
+        self._ids.append(cid)
+        self._index += 1
+        return cid, ct
+
+    def _drain(self) -> list[tuple[str, bytes]]:
+        out = []
+        c = self.chunk_size
+        while len(self._buf) >= c and self._index < self.count - 1:
+            out.append(self._seal(bytes(self._buf[:c])))
+            del self._buf[:c]
+        return out
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        if self._done:
+            raise ValueError("the sealer is finished")
+        self._fed += len(data)
+        if self._fed > self.size:
+            raise InvalidAttachment("size", "the file grew while it was sealed")
+        self._sha.update(data)
+        self._buf += data
+        return self._drain()
+
+    def finish(self) -> list[tuple[str, bytes]]:
+        if self._fed != self.size:
+            raise InvalidAttachment("size", "the file changed size while it was sealed")
+        self._done = True
+        self._buf += bytes(padded_length(self.size) - 4 - self.size)
+        out = self._drain()
+        out.append(self._seal(bytes(self._buf)))
+        self._buf = bytearray()
+        assert self._index == self.count
+        return out
+
+    def descriptor(
+        self, *, name: str, media_type: str, captured_at: str, caption: str | None
+    ) -> Descriptor:
+        if not self._done:
+            raise ValueError("finish() first")
+        return Descriptor(
+            id=self.attachment_id,
+            name=check_name(name),
+            media_type=check_media_type(media_type),
+            size=self.size,
+            sha256=self._sha.hexdigest(),
+            captured_at=check_captured_at(captured_at),
+            caption=check_caption(caption),
+            chunk_size=self.chunk_size,
+            chunks=tuple(self._ids),
+            key=self.key,
+        )
+
+
+def _seal_file_from_parts(
+    data: bytes,
+    *,
+    attachment_id: str,
+    key: bytes,
+    name: str,
+    media_type: str,
+    captured_at: str,
+    caption: str | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[Descriptor, list[tuple[str, bytes]]]:
+    """Deterministic core of `seal_file`: same inputs, same chunks and descriptor."""
+    sealer = Sealer(attachment_id=attachment_id, key=key, size=len(data), chunk_size=chunk_size)
+    chunks = sealer.feed(data) + sealer.finish()
+    desc = sealer.descriptor(
+        name=name, media_type=media_type, captured_at=captured_at, caption=caption
+    )
+    return desc, chunks
+
+
+def new_sealer(size: int, random: Random, chunk_size: int = CHUNK_SIZE) -> Sealer:
+    """A sealer with a fresh attachment id and key drawn from `random`."""
+    return Sealer(
+        attachment_id=b64e(random(ID_LEN)), key=random(KEY_LEN), size=size, chunk_size=chunk_size
+    )
+
+
+def seal_file(
+    data: bytes,
+    *,
+    name: str,
+    media_type: str,
+    captured_at: str,
+    caption: str | None = None,
+    random: Random,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[Descriptor, list[tuple[str, bytes]]]:
+    """Seal a whole file in memory; returns its descriptor and its chunks in order."""
+    return _seal_file_from_parts(
+        data,
+        attachment_id=b64e(random(ID_LEN)),
+        key=random(KEY_LEN),
+        name=name,
+        media_type=media_type,
+        captured_at=captured_at,
+        caption=caption,
+        chunk_size=chunk_size,
+    )
+
+
+# --- opening ------------------------------------------------------------------------------
+
+
+def open_chunk(
+    desc: Descriptor, index: int, data: bytes | None, elsewhere: Collection[str] = ()
+) -> bytes:
+    """The plaintext of chunk `index`, from the bytes a server served for it (None: it
+    served nothing). `elsewhere` holds chunk ids of other attachments the reader knows,
+    so that a chunk taken from one of them is named as such.
+
+    Codes: `chunk_missing` (nothing served), `chunk_order` (another chunk of this
+    file), `chunk_foreign` (a chunk of another attachment), `chunk_length` (bytes of
+    the wrong length for this place), `chunk_altered` (bytes that are no known
+    chunk), `chunk_decrypt` (the listed chunk does not open at this place: the
+    descriptor names a chunk sealed elsewhere).
+    """
+    if not 0 <= index < desc.count:
+        raise IndexError("no such chunk")
+    if data is None:
+        raise InvalidAttachment("chunk_missing", f"chunk {index} was not served")
+    cid = chunk_id(data)
+    expected = chunk_length(desc.size, desc.chunk_size, index)
+    if not hmac.compare_digest(cid, desc.chunks[index]):
+        if cid in desc.chunks:
+            other = desc.chunks.index(cid)
+            raise InvalidAttachment(
+                "chunk_order", f"chunk {other} of this file was served in place of chunk {index}"
+            )
+        if cid in elsewhere:
+            raise InvalidAttachment(
+                "chunk_foreign", f"a chunk of another attachment was served as chunk {index}"
+            )
+        if len(data) != expected:
+            raise InvalidAttachment(
+                "chunk_length", f"chunk {index} has {len(data)} bytes, not {expected}"
+            )
+        raise InvalidAttachment("chunk_altered", f"chunk {index} is not the one sealed")
+    if len(data) != expected:
+        raise InvalidAttachment(
+            "chunk_length", f"chunk {index} has {len(data)} bytes, not {expected}"
+        )
+    ad = chunk_ad(b64d(desc.id, length=ID_LEN), desc.chunk_size, index, desc.count, desc.size)
+    try:
+        return ChaCha20Poly1305(desc.key).decrypt(_nonce(index), data, ad)
+    except InvalidTag:
+        raise InvalidAttachment(
+            "chunk_decrypt", f"chunk {index} does not open at its place in this file"
+        ) from None
+
+
+class Reader:
+    """Turn opened chunks, given in order, back into the file's bytes, and check the
+    whole at the end: its length prefix, its zero padding, its SHA-256."""
+
+    def __init__(self, desc: Descriptor) -> None:
+        self.desc = desc
+        self._next = 0
+        self._head = bytearray()  # the first bytes, until the 4-byte prefix is read
+        self._left = -1  # file bytes still to come (-1: prefix not read yet)
+        self._sha = hashlib.sha256()
+
+    def piece(self, index: int, plain: bytes) -> bytes:
+        """The file bytes in opened chunk `index` (chunks must come 0, 1, 2, …)."""
+        if index != self._next:
+            raise ValueError("chunks must be read in order")
+        self._next += 1
+        if self._left < 0:
+            self._head += plain
+            if len(self._head) < 4:
+                return b""
+            (declared,) = struct.unpack(">I", self._head[:4])
+            if declared != self.desc.size:
+                raise InvalidAttachment(
+                    "size", f"the file holds {declared} bytes, not the {self.desc.size} sealed"
+                )
+            self._left = declared
+            plain = bytes(self._head[4:])
+            self._head = bytearray()
+        data, pad = plain[: self._left], plain[self._left :]
+        self._left -= len(data)
+        if pad.strip(b"\x00"):
+            raise InvalidAttachment("bad_padding", "the padding after the file is not zero")
+        self._sha.update(data)
+        return data
+
+    def finish(self) -> str:
+        """Check the whole; returns the verified SHA-256 (hex)."""
+        if self._next != self.desc.count or self._left != 0:
+            raise InvalidAttachment("chunk_missing", "the file is incomplete")
+        digest = self._sha.hexdigest()
+        if not hmac.compare_digest(digest, self.desc.sha256):
+            raise InvalidAttachment(
+                "sha256", "the file's SHA-256 is not the one taken when it was captured"
+            )
+        return digest
+
+
+def assemble(
+    desc: Descriptor, served: Sequence[bytes | None], elsewhere: Collection[str] = ()
+) -> bytes:
+    """The original file from the bytes served for each chunk id of the descriptor, in
+    its order (None where nothing was served), every chunk and the whole checked."""
+    if len(served) != desc.count:
+        raise InvalidAttachment(
+            "chunk_missing", f"{len(served)} chunks served for a file of {desc.count}"
+        )
+    reader = Reader(desc)
+    parts = [reader.piece(i, open_chunk(desc, i, data, elsewhere)) for i, data in enumerate(served)]
+    reader.finish()
+    return b"".join(parts)
+
+
+def chunk_ids(descs: Iterable[Descriptor]) -> set[str]:
+    return {c for d in descs for c in d.chunks}
+
+
+# --- releasing chunks ---------------------------------------------------------------------
+
+RELEASE_FIELDS = frozenset(("v", "workspace", "device_id", "change", "chunks", "purge", "at"))
+
+
+def sign_release(
+    *,
+    workspace: str,
+    device_key: Ed25519PrivateKey,
+    change: int,
+    chunks: Sequence[str],
+    purge: bool,
+    at: int,
+) -> dict[str, Any]:
+    """A device's signed word that the chunks of attachments it removed (in its bundle
+    numbered `change` on the server) may go: the server keeps it, and a keyholder who
+    finds a chunk gone can check who let it go."""
+    body = {
+        "v": 1,
+        "workspace": workspace,
+        "device_id": keys.device_id_for(keys.public_bytes(device_key)),
+        "change": change,
+        "chunks": list(chunks),
+        "purge": purge,
+        "at": at,
+    }
+    sig = device_key.sign(labelled(L_CHUNK_RELEASE, body))
+    return {**body, "sig": b64e(sig)}
+
+
+def verify_release(release: dict[str, Any], device_public: bytes) -> None:
+    """Check a release's signature and its signer (`bad_release`)."""
+    if set(release) != RELEASE_FIELDS | {"sig"}:
+        raise InvalidAttachment("bad_release", "a release has exactly its fields and sig")
+    body = {k: v for k, v in release.items() if k != "sig"}
+    if body["device_id"] != keys.device_id_for(device_public):
+        raise InvalidAttachment("bad_release", "the release names another device than its signer")
+    try:
+        sig = b64d(release["sig"], length=keys.SIG_LEN, what="sig")
+        message = labelled(L_CHUNK_RELEASE, body)
+    except (InvalidEncoding, AttributeError) as exc:
+        raise InvalidAttachment("bad_release", "the release is malformed") from exc
+    if not keys.verify_signature(device_public, sig, message):
+        raise InvalidAttachment("bad_release", "the release signature does not verify")
