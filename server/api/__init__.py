@@ -16,9 +16,9 @@ from ..errors import ApiError
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import changes, keylog, meta, push, rekey, workspaces
+    from . import changes, chunks, keylog, meta, push, rekey, workspaces
 
-    for module in (meta, workspaces, keylog, push, changes, rekey):
+    for module in (meta, workspaces, keylog, push, changes, rekey, chunks):
         app.register_blueprint(module.bp)
 
 
