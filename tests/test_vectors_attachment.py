@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from protocol import attachment, crypto, keys, padding
 from protocol.attachment import Descriptor, Sealer, assemble, open_chunk, parse_descriptor
-from protocol.encoding import b64d, b64e
+from protocol.encoding import b64d, b64e, labelled
 from protocol.errors import InvalidAttachment, ProtocolError
 from protocol.model import Bundle, CellInput
 
@@ -257,6 +257,28 @@ def test_the_largest_descriptor_fits_in_a_cell() -> None:
     parse_descriptor(value)
     plain = crypto.encode_value("detention", "_file_" + "f" * 32, value)
     assert len(padding.pad(plain)) + 16 <= 65536
+
+
+def test_a_release_is_signed_by_its_device() -> None:
+    v = V["release"]
+    key = keys.signing_key(bytes.fromhex(v["device_seed_hex"]))
+    r = v["release"]
+    again = attachment.sign_release(
+        workspace=r["workspace"],
+        device_key=key,
+        change=r["change"],
+        chunks=r["chunks"],
+        purge=r["purge"],
+        at=r["at"],
+    )
+    assert again == r
+    body = {k: x for k, x in r.items() if k != "sig"}
+    assert labelled(attachment.L_CHUNK_RELEASE, body).hex() == v["signed_hex"]
+    attachment.verify_release(r, b64d(v["device_pub"]))
+    for f in v["failures"]:
+        assert (
+            code_of(attachment.verify_release, f["release"], b64d(f["device_pub"])) == f["expect"]
+        )
 
 
 # --- properties ---------------------------------------------------------------------------

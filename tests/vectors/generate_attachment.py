@@ -428,6 +428,44 @@ def bundle(made: dict[str, tuple[Descriptor, list[Any], bytes]]) -> dict[str, An
     }
 
 
+def releases(made: dict[str, tuple[Descriptor, list[Any], bytes]]) -> dict[str, Any]:
+    from generate import WORKSPACE, labelled, sign_key
+
+    desc = made["four-chunks"][0]
+    key = sign_key("volunteer")
+    release = attachment.sign_release(
+        workspace=WORKSPACE,
+        device_key=key,
+        change=42,
+        chunks=list(desc.chunks),
+        purge=False,
+        at=1_795_600_000,
+    )
+    body = {k: v for k, v in release.items() if k != "sig"}
+    other = sign_key("attachment/other-device")
+    failures = []
+    for name, mutated, signer in [
+        ("a chunk taken off the list", {**release, "chunks": list(desc.chunks[1:])}, key),
+        ("purge turned on", {**release, "purge": True}, key),
+        ("verified with another device's key", release, other),
+        ("an extra field", {**release, "note": "x"}, key),
+    ]:
+        code = _code(lambda r=mutated, k=signer: attachment.verify_release(r, pub(k)))  # type: ignore[misc]
+        assert code == "bad_release", name
+        failures.append(
+            {"name": name, "release": mutated, "device_pub": b64e(pub(signer)), "expect": code}
+        )
+    return {
+        "note": "sig = Ed25519(device key, labelled('fieldsync/v1/chunk-release', release"
+        " without sig))",
+        "device_seed_hex": seed("volunteer").hex(),
+        "device_pub": b64e(pub(key)),
+        "signed_hex": labelled(attachment.L_CHUNK_RELEASE, body).hex(),
+        "release": release,
+        "failures": failures,
+    }
+
+
 def attachment_vectors() -> dict[str, Any]:
     success, made = successes()
     return {
@@ -447,6 +485,7 @@ def attachment_vectors() -> dict[str, Any]:
         "descriptor_failures": descriptor_failures(made),
         "cell_values": cell_values(made),
         "bundle": bundle(made),
+        "release": releases(made),
     }
 
 
