@@ -226,3 +226,33 @@ def all_files(paths: Paths, ws: str) -> list[Path]:
 def listed(conn: sqlite3.Connection) -> list[str]:
     """Every chunk id the database holds a row for (for backups, not a route)."""
     return [str(r[0]) for r in conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")]
+
+
+def backup_files(paths: Paths, ws: str, backup_db: Path, out_dir: Path) -> tuple[int, int, int]:
+    """Copy the chunk files that a workspace's backed-up database lists into `out_dir`
+    (the same layout under it). Chunks are named by their hash and never change, so a
+    file already in `out_dir` is kept: a second backup into the same place copies only
+    what is new. Returns (listed, copied, missing from the live disk)."""
+    conn = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
+    try:
+        ids = listed(conn) if _has_chunks(conn) else []
+    finally:
+        conn.close()
+    target = Paths(out_dir)
+    copied = missing = 0
+    for cid in ids:
+        dest = target.chunk_path(ws, cid)
+        if dest.exists():
+            continue
+        data = read_file(paths.chunk_path(ws, cid))
+        if data is None:
+            missing += 1  # dropped since the snapshot, or lost: `missing` asks for it again
+            continue
+        write_file(dest, data)
+        copied += 1
+    return len(ids), copied, missing
+
+
+def _has_chunks(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks'")
+    return row.fetchone() is not None
