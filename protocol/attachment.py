@@ -120,9 +120,14 @@ def chunk_ad(attachment_id: bytes, chunk_size: int, index: int, count: int, size
     return _AD_PREFIX + _AD.pack(attachment_id, chunk_size, index, count, size)
 
 
+_ID_HASH = hashlib.sha256(_ID_PREFIX)
+
+
 def chunk_id(ct: bytes) -> str:
     """`SHA-256("fieldsync/v1/chunk-id" || 0x00 || ct)`: what the server checks and files."""
-    return b64e(hashlib.sha256(_ID_PREFIX + ct).digest())
+    h = _ID_HASH.copy()  # the label hashed once; no copy of a 1 MiB chunk to prepend it
+    h.update(ct)
+    return b64e(h.digest())
 
 
 def _nonce(index: int) -> bytes:
@@ -291,7 +296,7 @@ class Sealer:
         self._ids: list[str] = []
         self._done = False
 
-    def _seal(self, plain: bytes) -> tuple[str, bytes]:
+    def _seal(self, plain: bytes | memoryview) -> tuple[str, bytes]:
         index = self._index
         ad = chunk_ad(self._raw_id, self.chunk_size, index, self.count, self.size)
         ct = self._aead.encrypt(_nonce(index), plain, ad)
@@ -300,12 +305,24 @@ class Sealer:
         self._index += 1
         return cid, ct
 
-    def _drain(self) -> list[tuple[str, bytes]]:
+    def _drain(self, data: bytes = b"") -> list[tuple[str, bytes]]:
+        """Seal every whole chunk of the buffer followed by `data`; keep the rest. The
+        last chunk waits for `finish` (it is padded). Whole chunks of `data` are sealed
+        from a view of it, never copied into the buffer."""
         out = []
         c = self.chunk_size
-        while len(self._buf) >= c and self._index < self.count - 1:
-            out.append(self._seal(bytes(self._buf[:c])))
-            del self._buf[:c]
+        view = memoryview(data)
+        if self._buf and len(self._buf) + len(view) >= c and self._index < self.count - 1:
+            take = c - len(self._buf)
+            self._buf += view[:take]
+            view = view[take:]
+            out.append(self._seal(bytes(self._buf)))
+            self._buf = bytearray()
+        if not self._buf:
+            while len(view) >= c and self._index < self.count - 1:
+                out.append(self._seal(view[:c]))
+                view = view[c:]
+        self._buf += view
         return out
 
     def feed(self, data: bytes) -> list[tuple[str, bytes]]:
@@ -315,8 +332,7 @@ class Sealer:
         if self._fed > self.size:
             raise InvalidAttachment("size", "the file grew while it was sealed")
         self._sha.update(data)
-        self._buf += data
-        return self._drain()
+        return self._drain(data)
 
     def finish(self) -> list[tuple[str, bytes]]:
         if self._fed != self.size:
