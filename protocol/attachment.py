@@ -58,6 +58,9 @@ FILE_FIELD_RE = re.compile(r"^_file_[0-9a-f]{32}\Z")
 _CAPTURED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _MEDIA_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+# A chunk id: 32 bytes of canonical base64url, 43 characters, the last one's two low
+# bits zero. Checked wherever an id becomes part of a path.
+CHUNK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")
 
 _AD_PREFIX = L_CHUNK_AD.encode("ascii") + b"\x00"
 _ID_PREFIX = L_CHUNK_ID.encode("ascii") + b"\x00"
@@ -91,6 +94,10 @@ def attachment_id_of(field: str) -> str | None:
     if not FILE_FIELD_RE.match(field):
         return None
     return b64e(bytes.fromhex(field[len(FILE_FIELD_PREFIX) :]))
+
+
+def valid_chunk_id(text: str) -> bool:
+    return bool(CHUNK_ID_RE.match(text))
 
 
 def is_file_field(field: str) -> bool:

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.attachment import CHUNK_ID_RE
+
 # A workspace id is 16 bytes in canonical unpadded base64url: the last character
 # carries 2 data bits and 4 zero bits. Checked before it is ever part of a path.
 _WS_RE = re.compile(r"^[A-Za-z0-9_-]{21}[AQgw]\Z")
-# A chunk id is 32 bytes: 43 characters, the last carrying 2 zero bits.
-_CHUNK_RE = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")
 
 
 def valid_workspace_id(ws: str) -> bool:
@@ -18,7 +18,7 @@ def valid_workspace_id(ws: str) -> bool:
 
 
 def valid_chunk_id(chunk_id: str) -> bool:
-    return bool(_CHUNK_RE.match(chunk_id))
+    return bool(CHUNK_ID_RE.match(chunk_id))
 
 
 @dataclass(frozen=True)
