@@ -453,3 +453,74 @@ def post_releases(prof: Profile, client: Client, now: int | None = None) -> list
         changes.pop(rel["bundle_id"], None)
     prof.state["releases"] = left
     return warnings
+
+
+def descriptors_in(prof: Profile, replica: Replica, record_id: str, field_name: str) -> list[Any]:
+    """The open values of one attachment field in a keyholder's replica (a descriptor
+    object, or None where it was removed), winner first."""
+    from protocol import crypto
+
+    rtype = replica.record_type(record_id)
+    if rtype is None:
+        return []
+    tag = crypto.field_tag(prof.tag_key, record_id, rtype, field_name)
+    return [h.value for h in replica.heads(record_id, tag)]
+
+
+def chunks_of(
+    prof: Profile, record_id: str, attachment_id: str, replica: Replica | None
+) -> list[str]:
+    """Every chunk id this device knows for an attachment: its own, or (a keyholder)
+    those of every open descriptor of its field."""
+    ids: list[str] = []
+    own = entries(prof).get(attachment_id)
+    if own is not None and own["record_id"] == record_id:
+        ids += own["chunks"]
+    if replica is not None:
+        field_name = attachment.file_field(attachment_id)
+        for value in descriptors_in(prof, replica, record_id, field_name):
+            if isinstance(value, dict) and isinstance(value.get("chunks"), list):
+                ids += [c for c in value["chunks"] if isinstance(c, str)]
+    return list(dict.fromkeys(c for c in ids if attachment.valid_chunk_id(c)))
+
+
+def remove(
+    prof: Profile,
+    record_id: str,
+    attachment_id: str,
+    given_type: str | None,
+    purge: bool,
+    replica: Replica | None,
+) -> str:
+    """Remove an attachment from its record (`null` in its field) and queue the release of
+    its chunks; returns the record's type."""
+    record_id = outbox.check_record_id(record_id)
+    try:
+        field_name = attachment.file_field(attachment_id)
+    except Exception:
+        raise UsageError(f"not an attachment id: {attachment_id!r}") from None
+    if purge:
+        prof.require_admin("purge attachments at once")
+    record_type = outbox.record_type_of(prof, record_id, given_type, replica)
+    chunks = chunks_of(prof, record_id, attachment_id, replica)
+    if not chunks:
+        raise CliError(
+            f"no attachment {attachment_id} of record {record_id} is known here"
+            + ("" if replica is not None else " (attached on another device?)")
+        )
+    writes = outbox.plan(prof, record_id, record_type, {field_name: None}, replica)
+    bundle = outbox.seal(prof, record_id, record_type, writes, replica, action="detach")
+    queue_release(prof, bundle.bundle_id, chunks, purge)
+    return record_type
+
+
+def record_chunks(prof: Profile, record_id: str, replica: Replica | None) -> list[str]:
+    """The chunk ids of every attachment of a record this device knows (for a deletion)."""
+    ids = [c for e in entries(prof).values() if e["record_id"] == record_id for c in e["chunks"]]
+    if replica is not None:
+        for h in replica.history(record_id):
+            if h["head"] and attachment.is_file_field(h["field"]) and isinstance(h["value"], dict):
+                chunks = h["value"].get("chunks")
+                if isinstance(chunks, list):
+                    ids += [c for c in chunks if isinstance(c, str)]
+    return list(dict.fromkeys(c for c in ids if attachment.valid_chunk_id(c)))

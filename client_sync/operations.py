@@ -10,6 +10,7 @@ of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from protocol import crypto
@@ -36,8 +37,42 @@ def edit(s: Session, record_id: str, record_type: str | None, values: dict[str, 
     return rtype
 
 
-def delete(s: Session, record_id: str, record_type: str | None) -> str:
-    rtype = outbox.delete(s.prof, record_id, record_type, s.writable_replica())
+def delete(s: Session, record_id: str, record_type: str | None, purge: bool = False) -> str:
+    """Mark a record deleted, and release the chunks of its attachments this device
+    knows (an admin's `purge`: at once, not after every keyholder saw the deletion)."""
+    from . import attachments
+
+    if purge:
+        s.prof.require_admin("purge attachments at once")
+    replica = s.writable_replica()
+    rtype = outbox.delete(s.prof, record_id, record_type, replica)
+    chunks = attachments.record_chunks(s.prof, record_id, replica)
+    attachments.queue_release(s.prof, s.prof.state["outbox"][-1]["bundle_id"], chunks, purge)
+    s.save()
+    return rtype
+
+
+def attach(
+    s: Session, record_id: str, files: list[Path], record_type: str | None, caption: str | None
+) -> list[Any]:
+    """Seal files as attachments of a record, at once; returns what was attached
+    (`attachments.Attached`: id, name, size, SHA-256, chunks)."""
+    from . import attachments
+
+    made = attachments.attach(s.prof, record_id, files, record_type, caption, s.writable_replica())
+    s.save()
+    return made
+
+
+def detach(
+    s: Session, record_id: str, attachment_id: str, record_type: str | None, purge: bool = False
+) -> str:
+    """Remove an attachment from its record; its chunks are released on the next sync."""
+    from . import attachments
+
+    rtype = attachments.remove(
+        s.prof, record_id, attachment_id, record_type, purge, s.writable_replica()
+    )
     s.save()
     return rtype
 
@@ -131,6 +166,8 @@ class SyncReport:
     pulled: int | None = None  # bundles; None: this device does not pull
     cells: int = 0
     warnings: list[str] = field(default_factory=list)
+    uploaded_chunks: int = 0  # attachment chunks sent this time
+    uploaded_bytes: int = 0
 
     @property
     def pushed(self) -> int:
@@ -143,6 +180,9 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
 
     pushed, pulled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
     report = SyncReport(pushed.accepted, pushed.stored, list(pushed.rejected))
+    report.uploaded_chunks = pushed.uploaded.chunks
+    report.uploaded_bytes = pushed.uploaded.bytes
+    report.warnings += pushed.warnings
     if pulled is not None:
         if pulled.skipped:
             report.warnings.append(pulled.skipped)

@@ -23,6 +23,7 @@ from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 from schemas.wire import MAX_BUNDLES_PER_PUSH, PushResponseSchema, error_messages
 
+from . import attachments
 from . import rekey as rekeying
 from .errors import IntegrityError, ServerError
 from .keyring import refresh_log
@@ -42,6 +43,8 @@ class PushResult:
     accepted: int = 0
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
+    uploaded: attachments.Uploaded = field(default_factory=lambda: attachments.Uploaded())
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +74,9 @@ def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
                     continue
                 raise
             results = _check_push_answer(answer, sending)
+            attachments.note_changes(
+                prof, [(r["bundle_id"], r["seq"]) for r in results if r["status"] != "rejected"]
+            )
             for bundle, result in zip(sending, results, strict=True):
                 if result["status"] == "accepted":
                     out.accepted += 1
@@ -177,6 +183,10 @@ def sync(
     refresh_log(prof, client)
     prof.save()
     pushed = push(prof, client, batch)
+    # Files after records: a record never waits for its attachments.
+    pushed.uploaded = attachments.upload(prof, client)
+    pushed.warnings = pushed.uploaded.warnings + attachments.post_releases(prof, client)
+    prof.save()
     pulled = None
     if prof.is_keyholder:
         replica = open_replica(prof)

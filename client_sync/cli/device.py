@@ -32,6 +32,11 @@ def sync(batch_size: int) -> None:
     )
     for line in report.rejected:
         warn(line)
+    if report.uploaded_chunks:
+        emit(
+            f"uploaded {report.uploaded_chunks} attachment chunk(s),"
+            f" {report.uploaded_bytes / 1e6:,.1f} MB"
+        )
     if report.pulled is not None:
         emit(f"pulled {report.pulled} new bundle(s), {report.cells} cell(s)")
     for line in report.warnings:
