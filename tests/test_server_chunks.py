@@ -331,3 +331,45 @@ def test_a_backup_holds_the_chunks_its_database_lists(
     assert {c: copies.chunk_path(kit.workspace, c).read_bytes() for c, _ in chunks} == dict(chunks)
     assert f"{len(chunks)} chunk files ({len(chunks)} copied)" in first
     assert f"{len(chunks)} chunk files (0 copied)" in second
+
+
+def test_a_rekey_leaves_chunks_untouched_and_readable_by_the_new_key_only(
+    app: Any, kit: Kit
+) -> None:
+    from protocol import crypto, keys
+    from protocol.errors import InvalidBundle
+    from protocol.model import Bundle
+
+    vol = kit.member("volunteer")
+    coord = kit.member("coordinator")
+    data = kit.random(1500)
+    desc, chunks = sealed(kit, data)
+    upload(kit, vol, chunks)
+    rid = kit.record_id()
+    bundle = kit.seal(vol, {attachment.file_field(desc.id): desc.to_value()}, record_id=rid)
+    assert kit.push(vol, [bundle]).body["results"][0]["status"] == "accepted"
+    files = {c: chunk_file(app, kit, c).read_bytes() for c, _ in chunks}
+    stamps = {c: chunk_file(app, kit, c).stat().st_mtime_ns for c, _ in chunks}
+    n = kit.rotate()
+    sealed_key = crypto.rekey_sealed_key(
+        bundle, kit.epochs[1].private_bytes, n, kit.epochs[n].public_bytes
+    )
+    item = {"bundle_id": bundle.bundle_id, "key_epoch": n, "sealed_key": sealed_key}
+    assert kit.request("POST", kit.path("rekey"), kit.founder, {"items": [item]}).body == {
+        "updated": 1
+    }
+    # The chunks are the same files, untouched: a re-key re-seals one key per bundle.
+    assert {c: chunk_file(app, kit, c).read_bytes() for c, _ in chunks} == files
+    assert {c: chunk_file(app, kit, c).stat().st_mtime_ns for c, _ in chunks} == stamps
+    [wire] = [w for w in kit.pull_all(coord) if w["bundle_id"] == bundle.bundle_id]
+    stored = Bundle.from_wire({k: v for k, v in wire.items() if k != "change"})
+    device_pub = keys.public_bytes(vol.key)
+    # The old epoch key no longer reaches the descriptor, so no attachment key ...
+    with pytest.raises(InvalidBundle) as exc:
+        crypto.open_bundle(stored, device_pub, {n: kit.epochs[1].private_bytes}, kit.tag_key)
+    assert exc.value.code == "sealed_key"
+    # ... the new one does, and the untouched chunks open with the key it finds.
+    [cell] = crypto.open_bundle(stored, device_pub, {n: kit.epochs[n].private_bytes}, kit.tag_key)
+    found = attachment.parse_descriptor(cell.value)
+    served = [kit.get_chunk(coord, c).raw for c in found.chunks]
+    assert attachment.assemble(found, served) == data
