@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo serve bench messages screenshots clean
+.PHONY: venv test lint fuzz demo serve bench messages screenshots clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,15 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
+
+# The long fuzz (many minutes): the same tests as the short run inside `make test`, with
+# thousands of cases each, random seeds and hypothesis' example database; the figures
+# go to .fuzz/figures.json (and the summary). The log scan runs at its end too.
+FUZZ_TESTS := tests/test_fuzz_api.py tests/test_fuzz_deep.py tests/test_fuzz_wire.py \
+	tests/test_fuzz_core.py tests/test_fuzz_privacy.py tests/test_server_fastload.py
+fuzz: venv
+	rm -f .fuzz/figures.json
+	FIELDSYNC_FUZZ=long FIELDSYNC_FUZZ_FIGURES=.fuzz/figures.json $(BIN)/pytest $(FUZZ_TESTS)
 
 demo: venv
 	$(BIN)/python -m client_sync.demo
@@ -46,4 +55,4 @@ screenshots: venv
 	FIELDSYNC_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_web_browser.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -132,22 +132,47 @@ _DECODE = json.JSONDecoder(
 ).decode
 
 
+# A surrogate can only enter a decoded string through a `\uD800`-`\uDFFF` escape (raw
+# UTF-8 cannot encode one): only text with such an escape needs the slow walk.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_lone_surrogates(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidEncoding("bad_string", "strings must be valid Unicode") from exc
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+
+
 def parse_json(raw: bytes) -> Any:
     """JSON from the network, strictly: UTF-8 only, no duplicate member names (JavaScript
     and Python keep the last, another parser the first), no fractions, exponents,
-    NaN or Infinity, integers within 53 bits, at most MAX_KEYS members per object, and
-    a bounded nesting depth. Every refusal is an `InvalidEncoding` with its code.
+    NaN or Infinity, integers within 53 bits, strings of valid Unicode (no lone
+    surrogate, `bad_string`), at most MAX_KEYS members per object, and a bounded
+    nesting depth. Every refusal is an `InvalidEncoding` with its code.
     """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidEncoding("bad_utf8", "the body is not UTF-8") from exc
     try:
-        return _DECODE(text)
+        value = _DECODE(text)
     except RecursionError as exc:
         raise InvalidEncoding("too_deep", "structure nested too deeply") from exc
     except ValueError as exc:  # json.JSONDecodeError (the hooks raise InvalidEncoding)
         raise InvalidEncoding("bad_json", "the body is not JSON") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        _no_lone_surrogates(value)  # a pair (an emoji) encodes; a lone half does not
+    return value
 
 
 # One encoder, built once: json.dumps() with options builds a new one per call.

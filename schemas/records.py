@@ -35,7 +35,9 @@ def N_(message: str) -> str:
     return message
 
 
-_FUZZY_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?\Z")
+# ASCII digits only: `\d` would take "٢٠١٩" as a year, and exports and duplicate
+# checks would then see another date than 2019.
+_FUZZY_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?\Z")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 
 # Messages shown beside a field; each is a catalogue entry (no numbers spliced in).

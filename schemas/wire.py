@@ -199,8 +199,17 @@ class AppendEventSchema(Strict):
     event = fields.Nested(KeyLogEventSchema, required=True)
 
 
+def _unicode(text: str) -> None:
+    # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder takes:
+    # the server hashes the code as UTF-8, so such a code must stop here, not in a 500.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError("Not valid Unicode (a lone surrogate).") from exc
+
+
 class CreateWorkspaceSchema(Strict):
-    code = fields.String(required=True, validate=validate.Length(8, 128))
+    code = fields.String(required=True, validate=[validate.Length(8, 128), _unicode])
     genesis = fields.Nested(KeyLogEventSchema, required=True)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from logscan import register_marker
 from lying_proxy import LyingProxy
 
 from client_sync.demo import Device, Result, ServerProcess, start_server
@@ -96,6 +97,7 @@ def sets(**values: Any) -> list[str]:
     out: list[str] = []
     for name, value in values.items():
         out += ["--set", f"{name}={value}"]
+    register_marker(*(str(v) for v in values.values()))  # never in a server log
     return out
 
 

@@ -5,7 +5,9 @@
 
 The server runs in its own process group so that `kill9()` takes the master and
 every worker down at once, as a power cut would; `stop()` always runs on exit.
-Its stdout and stderr go to files (`server.log_text()`), to check what it logs.
+Its stdout and stderr go to files (`server.log_text()`), to check what it logs;
+each function in `STOPPED` is called with the server once it has stopped (the log
+scan of tests/logscan.py reads its logs then).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 BIN = Path(sys.executable).parent / "fieldsync-server"
+STOPPED: list[Callable[[Gunicorn], None]] = []
 
 
 def free_port() -> int:
@@ -89,7 +93,7 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
-        self.proc = None
+        self._stopped()
 
     def stop(self) -> None:
         if self.proc is None:
@@ -103,7 +107,13 @@ class Gunicorn:
                 self.kill9()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # stray workers, if any
-        self.proc = None
+        self._stopped()
+
+    def _stopped(self) -> None:
+        if self.proc is not None:
+            self.proc = None
+            for observer in STOPPED:
+                observer(self)
 
     def log_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("std*.*")))

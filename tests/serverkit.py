@@ -11,7 +11,8 @@ and RFC 9421 request signatures, over either Flask's test client or real HTTP.
     assert resp.body["results"][0]["status"] == "accepted"
 
 Randomness comes from a seeded `random.Random`, so a test is reproducible; the
-clock is the real one unless a test passes `created=`.
+clock is the real one unless a test passes `created=`. Every text value sealed here
+is kept in `SEALED_TEXT`: the log scan (tests/logscan.py) looks for them in server logs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from protocol.encoding import b64d, b64e
 from protocol.httpsig import sign_request
 from protocol.keylog import KeyLogState, apply_event, genesis_state, invite_id_for
 from protocol.model import ZERO_HASH, Bundle, CellInput
+
+SEALED_TEXT: set[str] = set()
 
 
 @dataclass
@@ -294,6 +297,8 @@ class Kit:
         epoch = epoch or self.state.current_epoch
         inputs = []
         for rid, record_type, name, value, sup in cells:
+            if isinstance(value, str):
+                SEALED_TEXT.add(value)
             member.last_hlc = hlc_value or hlc.tick(member.last_hlc, int(self.clock() * 1000))
             inputs.append(
                 CellInput(

@@ -26,6 +26,9 @@ REFUSED = [
     (b'"\xff"', "bad_utf8"),
     (b'"\xed\xa0\x80"', "bad_utf8"),  # a surrogate encoded in UTF-8 is not UTF-8
     (b'{"a":1', "bad_json"),
+    (b'"\\ud800"', "bad_string"),
+    (b'{"\\udfff":1}', "bad_string"),
+    (b'["ok", ["\\ud83d"]]', "bad_string"),
     (b"", "bad_json"),
     (b'{"a":1} x', "bad_json"),
     (("{" + ",".join(f'"k{i}":0' for i in range(MAX_KEYS + 1)) + "}").encode(), "too_many_keys"),
@@ -37,6 +40,10 @@ def test_refusals_have_their_codes(raw: bytes, code: str) -> None:
     with pytest.raises(InvalidEncoding) as info:
         parse_json(raw)
     assert info.value.code == code
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    assert parse_json(b'"\\ud83d\\ude00"') == "\U0001f600"
 
 
 def test_the_largest_allowed_values_load() -> None:
@@ -59,6 +66,12 @@ def test_what_a_json_encoder_writes_reads_back(value: Any) -> None:
     for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
         try:
             raw = text.encode("utf-8")
+            value_in_utf8 = json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            continue  # a lone surrogate cannot be UTF-8 at all
+            # A lone surrogate: not Unicode text; refused however it is escaped.
+            with pytest.raises(InvalidEncoding) as info:
+                parse_json(json.dumps(value).encode())
+            assert info.value.code == "bad_string"
+            continue
         assert parse_json(raw) == value
+        assert parse_json(value_in_utf8) == value

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fuzzkit import counted, fuzz_settings, json_values
+from hypothesis import given
+from mutate import mutated_value
 from serverkit import Kit
 
 from protocol.model import Bundle
@@ -99,3 +102,24 @@ def test_fast_path_is_never_looser_than_the_schema(request_body: dict[str, Any])
             accepted += 1
             assert fast == schema_bundles(data), data
     assert checked > 300 and 0 < accepted < checked
+
+
+def test_fast_path_under_generated_mutations(request_body: dict[str, Any]) -> None:
+    """The same promise as above, on mutations hypothesis draws (mutate.py) and on any JSON:
+    the fast path never raises, and what it accepts the schema loads the same."""
+    seen = {"fast": 0, "slow": 0}
+
+    @fuzz_settings(short=300, long=20_000)
+    @given(mutated_value(request_body) | json_values)
+    @counted
+    def check(data: Any) -> None:
+        fast = push_bundles(data)
+        if fast is not None:
+            seen["fast"] += 1
+            assert fast == schema_bundles(data), data
+        else:
+            seen["slow"] += 1
+            assert schema_bundles(data) is None or data != request_body
+
+    check()
+    assert seen["fast"] > 0 and seen["slow"] > 0
