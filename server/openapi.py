@@ -78,6 +78,15 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
 
 
+# Path parameters with a shape of their own (the others are plain strings).
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "chunk_id": {
+        "type": "string",
+        "minLength": 43,
+        "maxLength": 43,
+        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+    },
+}
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -122,7 +131,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
         register(info["response"])
         register(info["request"])
         params = [
-            {"in": "path", "name": arg, "required": True, "schema": {"type": "string"}}
+            {
+                "in": "path",
+                "name": arg,
+                "required": True,
+                "schema": _PATH_SCHEMAS.get(arg, {"type": "string"}),
+            }
             for arg in sorted(rule.arguments)
         ] + info["query"]
         success = (
