@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import keys
-from .attachment import FILE_FIELD_RE
+from .descriptor import FILE_FIELD_RE
 from .encoding import _TO_URL, b64d, b64e, canonical_json, labelled, labelled_hash
 from .errors import InvalidBundle, InvalidEncoding
 from .hlc import MAX_HLC
