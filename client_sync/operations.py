@@ -40,14 +40,14 @@ def edit(s: Session, record_id: str, record_type: str | None, values: dict[str, 
 def delete(s: Session, record_id: str, record_type: str | None, purge: bool = False) -> str:
     """Mark a record deleted, and release the chunks of its attachments this device
     knows (an admin's `purge`: at once, not after every keyholder saw the deletion)."""
-    from . import attachments
+    from . import releases
 
     if purge:
         s.prof.require_admin("purge attachments at once")
     replica = s.writable_replica()
     rtype = outbox.delete(s.prof, record_id, record_type, replica)
-    chunks = attachments.record_chunks(s.prof, record_id, replica)
-    attachments.queue_release(s.prof, s.prof.state["outbox"][-1]["bundle_id"], chunks, purge)
+    chunks = releases.record_chunks(s.prof, record_id, replica)
+    releases.queue_release(s.prof, s.prof.state["outbox"][-1]["bundle_id"], chunks, purge)
     s.save()
     return rtype
 
@@ -68,9 +68,9 @@ def detach(
     s: Session, record_id: str, attachment_id: str, record_type: str | None, purge: bool = False
 ) -> str:
     """Remove an attachment from its record; its chunks are released on the next sync."""
-    from . import attachments
+    from . import releases
 
-    rtype = attachments.remove(
+    rtype = releases.remove(
         s.prof, record_id, attachment_id, record_type, purge, s.writable_replica()
     )
     s.save()

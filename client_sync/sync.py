@@ -23,8 +23,8 @@ from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 from schemas.wire import MAX_BUNDLES_PER_PUSH, PushResponseSchema, error_messages
 
-from . import attachments
 from . import rekey as rekeying
+from . import releases, uploads
 from .errors import IntegrityError, ServerError
 from .keyring import refresh_log
 from .profile import Profile, now_iso
@@ -43,7 +43,7 @@ class PushResult:
     accepted: int = 0
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
-    uploaded: attachments.Uploaded = field(default_factory=lambda: attachments.Uploaded())
+    uploaded: uploads.Uploaded = field(default_factory=lambda: uploads.Uploaded())
     warnings: list[str] = field(default_factory=list)
 
 
@@ -74,7 +74,7 @@ def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
                     continue
                 raise
             results = _check_push_answer(answer, sending)
-            attachments.note_changes(
+            releases.note_changes(
                 prof, [(r["bundle_id"], r["seq"]) for r in results if r["status"] != "rejected"]
             )
             for bundle, result in zip(sending, results, strict=True):
@@ -184,8 +184,8 @@ def sync(
     prof.save()
     pushed = push(prof, client, batch)
     # Files after records: a record never waits for its attachments.
-    pushed.uploaded = attachments.upload(prof, client)
-    pushed.warnings = pushed.uploaded.warnings + attachments.post_releases(prof, client)
+    pushed.uploaded = uploads.upload(prof, client)
+    pushed.warnings = pushed.uploaded.warnings + releases.post_releases(prof, client)
     prof.save()
     pulled = None
     if prof.is_keyholder:
