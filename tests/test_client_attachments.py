@@ -64,19 +64,18 @@ def test_a_cut_upload_resumes_at_the_chunk_where_it_stopped(
     cut = vol.run("sync", check=False)
     assert cut.rc == 4, cut.err
     assert "rerun" in cut.err or "resumes" in cut.err
-    first = chunk_puts(proxy)
+    first = set(chunk_puts(proxy))
     assert 5 <= len(first) <= 9
     proxy.clear()
     proxy.seen.clear()
     done = vol.run("sync")
-    again = chunk_puts(proxy)
-    # Only what the server lacks is sent again: the chunks that got through before
-    # the cut are not (at most the two in flight at the cut are sent twice).
-    assert len(set(first) & set(again)) <= 2
-    assert len(set(first) | set(again)) == total
-    assert (
-        len(again) == len(set(again)) and total - len(first) <= len(again) <= total - len(first) + 2
-    )
+    again = set(chunk_puts(proxy))
+    # Only what the server lacks is sent again: the chunks that got through before the
+    # cut are not (at most the two in flight at the cut are sent twice). A request
+    # refused `429 busy` is retried, so chunks are counted, not requests.
+    assert len(first & again) <= 2
+    assert len(first | again) == total
+    assert total - len(first) <= len(again) <= total - len(first) + 2
     assert re.search(r"uploaded \d+ attachment chunk\(s\)", done.out)
     # A third sync has nothing left to send.
     proxy.seen.clear()
