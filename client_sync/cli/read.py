@@ -62,7 +62,7 @@ def _json_lines(records: Iterable[view.Record]) -> Iterator[str]:
 @click.option("--hide-deleted", is_flag=True, help="Leave deleted records out.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N records.")
 @click.option("--offset", type=click.IntRange(0), default=0, metavar="N", help="Skip N first.")
-@format_option("table", "json", "csv")
+@format_option("table", "text", "json", "csv")
 @session
 def records(
     s: Session,
@@ -105,7 +105,10 @@ def records(
             s, "csv", record_type, deleted=not hide_deleted, bom=False, records=recs
         )
     else:
-        chunks = (line + "\n" for line in render.records_table(recs))
+        lines = (
+            render.records_table(recs, record_type) if fmt == "table" else render.records_text(recs)
+        )
+        chunks = (line + "\n" for line in lines)
     for chunk in chunks:
         click.echo(chunk, nl=False)
 

@@ -3,6 +3,8 @@ with rotation and re-key, this device's name, and the safety number."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import segno
 from flask import Blueprint, abort, redirect, request, url_for
 from markupsafe import Markup
@@ -49,9 +51,16 @@ def devices() -> str:
 
 
 def _last_seen(s: Session) -> dict[str, str]:
-    """device id -> when it last published the head of its chain (its last sync), as
-    far as this device knows: the delivery heads, when this version keeps them."""
-    return {}
+    """device id -> when it last synced, as far as this device knows: the time in the
+    last chain head it signed (a keyholder reads every device's at each sync), and
+    this device's own last sync."""
+    out = {
+        dev: datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+        for dev, at in s.prof.state.get("heads_at", {}).items()
+    }
+    if s.prof.state.get("last_sync"):
+        out[s.prof.device_id] = s.prof.state["last_sync"]
+    return out
 
 
 @bp.post("/devices/invite")
