@@ -38,8 +38,10 @@ demo: venv
 serve: venv
 	$(BIN)/fieldsync-server run
 
+# Every benchmark; writes bench/results.json and the tables of docs/BENCHMARKS.md.
+# QUICK=1: tiny sizes, a smoke run (under a minute).
 bench: venv
-	$(BIN)/python bench/core.py
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
 
 # The workbench's catalogues: extract every message, then merge it into each language
 # (translations are edited in client_sync/web/translations/<ll>/LC_MESSAGES/messages.po).

@@ -1,6 +1,6 @@
 """Benchmark of the pure core beside the primitives under it, measured in the same run.
 
-    .venv/bin/python bench/core.py            # the figures in docs/BENCHMARKS.md
+    .venv/bin/python bench/core.py            # print the figures (`make bench` writes them)
     .venv/bin/python bench/core.py --quick    # a smoke run
 
 Every figure is the median over `repeats` runs of `number` operations. The aims
@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the packages
 
 import cryptography
+import kit
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from protocol import crypto, hlc, keys
@@ -234,13 +236,13 @@ def bench_sqlite(cells: list[CellMeta], directory: Path) -> Bench:
     return once
 
 
-# --- one run ----------------------------------------------------------------------
+# --- one run ---------------------------------------------------------------------
 
 
-def run(number: int = 2000, repeats: int = 7, merge_size: int = 50_000) -> dict[str, float]:
-    """Every figure in seconds per operation (merge and SQLite: per cell), as the median of
-    `repeats` rounds. Each round times every benchmark once, so that a burst of load on a
-    shared machine hits a figure and its baseline alike."""
+def measure(number: int, repeats: int, merge_size: int) -> dict[str, float]:
+    """Seconds per operation (merge and SQLite: per cell), the median of `repeats` rounds.
+    Each round times every benchmark once, so that a burst of load on a shared machine
+    hits a figure and its baseline alike."""
     s = make_setup()
     cells = merge_cells(merge_size)
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,62 +268,85 @@ def run(number: int = 2000, repeats: int = 7, merge_size: int = 50_000) -> dict[
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
+def run(
+    quick: bool = False,
+    *,
+    number: int | None = None,
+    repeats: int | None = None,
+    merge_size: int | None = None,
+) -> dict[str, float]:
+    """The figures for `bench/run.py`: microseconds per operation (`*_us`) and the ratios
+    to the baselines measured in the same rounds."""
+    r = measure(
+        number or (50 if quick else 2000),
+        repeats or (2 if quick else 5),
+        merge_size or (2000 if quick else 50_000),
+    )
+    out = {f"{name}_us": seconds * 1e6 for name, seconds in r.items()}
+    out["seal_over_hpke_seal"] = r["seal"] / r["hpke_seal"]
+    out["open_over_hpke_open"] = r["open"] / r["hpke_open"]
+    out["merge_over_sqlite_insert"] = r["sqlite_row"] / r["merge_cell"]
+    out["seal_beyond_primitives_us"] = (
+        r["seal"] - r["hpke_seal"] - r["ed25519_sign"] - 10 * r["aead_cell"]
+    ) * 1e6
+    return out
+
+
 ROWS = [
-    ("seal_bundle, 10-field record", "seal", "records/s"),
-    ("open_bundle, 10-field record", "open", "records/s"),
-    ("verify_bundle, 10-field record", "verify", "records/s"),
+    ("`seal_bundle`, 10-field record", "seal", "records/s"),
+    ("`open_bundle`, 10-field record", "open", "records/s"),
+    ("`verify_bundle`, 10-field record", "verify", "records/s"),
     ("merge, pure (per cell)", "merge_cell", "cells/s"),
-    ("merge, pure, GC off (per cell)", "merge_cell_nogc", "cells/s"),
-    ("raw HPKE seal of 32 bytes", "hpke_seal", "seals/s"),
+    ("merge, pure, garbage collector off", "merge_cell_nogc", "cells/s"),
+    ("raw HPKE seal of 32 bytes (`keys.SUITE.encrypt`)", "hpke_seal", "seals/s"),
     ("raw HPKE open", "hpke_open", "opens/s"),
     ("ChaCha20-Poly1305 of one cell", "aead_cell", "cells/s"),
-    ("Ed25519 sign", "ed25519_sign", "sigs/s"),
-    ("Ed25519 verify", "ed25519_verify", "verifies/s"),
-    ("SQLite insert (WAL, FULL, 1 txn)", "sqlite_row", "rows/s"),
-]
+    ("Ed25519 sign", "ed25519_sign", "signatures/s"),
+    ("Ed25519 verify", "ed25519_verify", "verifications/s"),
+    ("SQLite insert of the same rows (WAL, `synchronous=FULL`, 1 transaction)", "sqlite_row",
+     "rows/s"),
+]  # fmt: skip
 
 
-def report(r: dict[str, float]) -> str:
-    lines = [
-        f"| {'operation':<34} | {'µs each':>9} | {'rate':>12} |",
-        f"|{'-' * 36}|{'-' * 10}:|{'-' * 13}:|",
-    ]
-    for name, key, unit in ROWS:
-        lines.append(f"| {name:<34} | {r[key] * 1e6:>9.2f} | {1 / r[key]:>12,.0f} | {unit}")
-    seal_ratio = r["seal"] / r["hpke_seal"]
-    merge_ratio = r["sqlite_row"] / r["merge_cell"]
-    merge_ratio_nogc = r["sqlite_row"] / r["merge_cell_nogc"]
-    floor = r["hpke_seal"] + r["ed25519_sign"] + 10 * r["aead_cell"]
-    lines += [
-        "",
-        f"seal ÷ raw HPKE seal:   {seal_ratio:.2f}x   (aim ≤ 2)",
-        f"merge ÷ SQLite insert:  {merge_ratio:.2f}x   (aim ≥ 2)",
-        f"  the same, GC off:     {merge_ratio_nogc:.2f}x",
-        f"seal beyond its primitives (HPKE + sign + 10 AEAD = {floor * 1e6:.0f} µs): "
-        f"{(r['seal'] - floor) * 1e6:.0f} µs",
-    ]
-    return "\n".join(lines)
+def tables(f: dict[str, float]) -> dict[str, str]:
+    rows = [[name, kit.num(f[f"{key}_us"], 2), f"{kit.num(1e6 / f[f'{key}_us'])} {unit}"]
+            for name, key, unit in ROWS]  # fmt: skip
+    ratios = [
+        ["seal ÷ raw HPKE seal", f"{f['seal_over_hpke_seal']:.2f} ×", "≤ 2 × (issue 2)"],
+        ["open ÷ raw HPKE open", f"{f['open_over_hpke_open']:.2f} ×", ""],
+        ["SQLite insert ÷ merge (per cell)", f"{f['merge_over_sqlite_insert']:.2f} ×",
+         "≥ 2 × (issue 2)"],
+        ["seal beyond its primitives (HPKE + sign + 10 AEAD)",
+         f"{f['seal_beyond_primitives_us']:.0f} µs", ""],
+    ]  # fmt: skip
+    return {
+        "core": kit.table(["operation", "µs each", "rate"], rows)
+        + "\n\n"
+        + kit.table(["ratio (same rounds)", "this run", "aim"], ratios)
+    }
+
+
+def report(figures: dict[str, float]) -> str:
+    return tables(figures)["core"]
 
 
 def environment() -> str:
     return (
         f"Python {platform.python_version()}, cryptography {cryptography.__version__}, "
-        f"SQLite {sqlite3.sqlite_version}, {platform.machine()}, {os.cpu_count()} cores"
+        f"SQLite {sqlite3.sqlite_version}, {kit.cpu_model()}, {kit.cores()} cores"
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--number", type=int, default=2000, help="operations per timed run")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs; the median is kept")
-    parser.add_argument("--merge-size", type=int, default=50_000, help="cells per merge run")
+    parser.add_argument("--number", type=int, help="operations per timed run")
+    parser.add_argument("--repeats", type=int, help="timed runs; the median is kept")
+    parser.add_argument("--merge-size", type=int, help="cells per merge run")
     parser.add_argument("--quick", action="store_true", help="a few operations, for a smoke run")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.number, args.repeats, args.merge_size = 20, 3, 500
     print(environment())
-    print(f"medians of {args.repeats} runs of {args.number} operations ({args.merge_size} cells)")
-    print(report(run(args.number, args.repeats, args.merge_size)))
+    figures = run(args.quick, number=args.number, repeats=args.repeats, merge_size=args.merge_size)
+    print(report(figures))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 open + seal rate measured in the same run.
 
     .venv/bin/python bench/rekey.py                  # 10,000 bundles, 3 rounds
-    .venv/bin/python bench/rekey.py --write          # also fills docs/BENCHMARKS.md
     .venv/bin/python bench/rekey.py --bundles 500    # a quick look
+    make bench                                       # writes docs/BENCHMARKS.md
 
 A real `fieldsync-server run` on loopback (4 gunicorn workers). The workspace is
 founded with the client's own code (`client_sync.enrol.init`); its founder, an
@@ -25,9 +25,7 @@ same round: `protocol.keys.SUITE` (ML-KEM-768 + X25519) decrypt then encrypt of 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT / "bench"))  # after the packages: bench/server.py is no `server`
 
+import kit  # noqa: E402
 from servergun import Gunicorn  # noqa: E402
 
 from client_sync import enrol, keyring  # noqa: E402
@@ -136,7 +137,7 @@ def raw_rate(count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run(bundles: int, rounds: int, workers: int = 4) -> dict[str, Any]:
+def measure(bundles: int, rounds: int, workers: int = 4) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fieldsync-rekey-") as tmp:
         root = Path(tmp)
         data_dir = root / "data"
@@ -168,45 +169,40 @@ def run(bundles: int, rounds: int, workers: int = 4) -> dict[str, Any]:
             "ratio": rate / raw, "rates": rates, "raws": raws}  # fmt: skip
 
 
+def run(quick: bool = False) -> dict[str, float]:
+    """The figures for `bench/run.py`."""
+    r = measure(500 if quick else 10_000, 1 if quick else 3)
+    return {
+        "bundles": float(r["bundles"]),
+        "rekey_per_s": r["rate"],
+        "hpke_open_seal_per_s": r["raw"],
+        "rekey_over_hpke": r["ratio"],
+    }
+
+
+def tables(f: dict[str, float]) -> dict[str, str]:
+    rows = [
+        ["re-key, end to end (`fieldsync rotate --rekey`'s code, over HTTP)",
+         kit.num(f["rekey_per_s"])],
+        ["raw HPKE open + seal of a 32-byte data key, one core",
+         kit.num(f["hpke_open_seal_per_s"])],
+        ["ratio", f"{f['rekey_over_hpke']:.2f} (aim: at least 0.5)"],
+    ]  # fmt: skip
+    return {"rekey": kit.table(["", "bundles/s"], rows)}
+
+
 def report(r: dict[str, Any]) -> str:
-    today = datetime.date.today().isoformat()
     spread = ", ".join(f"{x:,.0f}" for x in r["rates"])
-    return "\n".join([
-        "```",
-        f".venv/bin/python bench/rekey.py --write      # {today}, {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}",
-        "```",
-        "",
-        f"{r['bundles']:,} stored bundles (one record of four fields each) re-keyed end to end",
-        f"through a real gunicorn ({r['workers']} workers, loopback) by `client_sync.rekey`, the",
-        "code of `fieldsync rotate --rekey`: pages of 200, one server transaction each, the",
-        "next page re-sealed while the server commits the last. Median of"
-        f" {r['rounds']} rounds, each",
-        "after a fresh rotation. The baseline, in the same rounds, is the HPKE work a re-key",
-        "cannot avoid: `protocol.keys.SUITE` (ML-KEM-768 + X25519) decrypt then encrypt of a",
-        "32-byte data key, on one core.",
-        "",
-        "| | bundles/s |",
-        "|---|---:|",
-        f"| re-key, end to end | {r['rate']:,.0f} |",
-        f"| raw HPKE open + seal | {r['raw']:,.0f} |",
-        f"| ratio | {r['ratio']:.2f} (aim: at least 0.5) |",
-        "",
-        f"Rounds: {spread} bundles/s. The bundles were stored through the server's own",
-        "push judgement (`server.ingest.push`) in the benchmark's process rather than pushed",
-        "over HTTP, to save time; the re-key itself runs over HTTP like any admin's.",
-    ]) + "\n"  # fmt: skip
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    doc = path.read_text(encoding="utf-8")
-    start = doc.index("## Re-key")
-    nl = doc.index("\n", start)
-    nxt = doc.find("\n## ", nl)
-    end = len(doc) if nxt == -1 else nxt + 1
-    rest = doc[end:]
-    path.write_text(doc[: nl + 1] + "\n" + text + ("\n" if rest else "") + rest, encoding="utf-8")
+    return (
+        tables(
+            {
+                "rekey_per_s": r["rate"],
+                "hpke_open_seal_per_s": r["raw"],
+                "rekey_over_hpke": r["ratio"],
+            }
+        )["rekey"]
+        + f"\n\nRounds: {spread} bundles/s."
+    )
 
 
 def main() -> None:
@@ -214,13 +210,8 @@ def main() -> None:
     p.add_argument("--bundles", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--write", action="store_true", help="fill the Re-key section of BENCHMARKS.md")
     args = p.parse_args()
-    text = report(run(args.bundles, args.rounds, args.workers))
-    print(text)
-    if args.write:
-        write_section(text)
-        print("docs/BENCHMARKS.md updated")
+    print(report(measure(args.bundles, args.rounds, args.workers)))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
 """Server benchmark: push and pull through a real gunicorn on loopback, beside plain SQLite.
 
-    .venv/bin/python bench/server.py [--bundles 8000] [--clients 4] [--big-cells 1000000]
+    .venv/bin/python bench/server.py [--quick]      # print the figures (`make bench` writes them)
 
 One record of 6 fields per bundle (as a volunteer's phone seals it at capture),
-250 bundles per push request, 4 pushing devices at once; a coordinator then
-pulls everything in pages of 1000. The baseline, measured in the same run, is
-plain sqlite3 (WAL, synchronous=FULL) inserting the same rows in the same
-batches with no validation, and reading them back with one range scan per page.
-
-Page latency: two more workspaces are filled directly through
-`server.store.bundles.insert` (one bundle sealed once, then synthetic copies with
-fresh ids: the server serves pages without re-verifying) to 10,000 and
-1,000,000 cells, and pages of 200 bundles are read from the middle of each.
+250 bundles per push request. For 1, 8 and 32 writers at once (each its own device
+and keep-alive connection), 8,000 records are pushed; as many coordinators then pull
+them at once, each its share of the pages (1,000 bundles a page). The baseline, in the
+same round, is plain sqlite3 (WAL, synchronous=FULL) inserting the same rows in the
+same batches with no validation (one writer: SQLite has one), and reading them back
+with one range scan per page. Bytes on the wire are the request and answer bodies
+with the signature headers. The server's CPU per record is that of the gunicorn
+master and workers from /proc, during the push only.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import secrets
 import shutil
 import sqlite3
 import statistics
@@ -33,15 +31,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT / "bench"))  # after the packages: bench/server.py is no `server`
 
+import kit as bench_kit  # noqa: E402
 from servergun import BIN, Gunicorn  # noqa: E402
 from serverkit import HttpTransport, Kit, Member  # noqa: E402
 
+from protocol import crypto, keys  # noqa: E402
 from protocol.encoding import b64e  # noqa: E402
-from protocol.model import Bundle, Cell  # noqa: E402
-from server.store import Paths, connect, write  # noqa: E402
-from server.store import bundles as stored  # noqa: E402
+from protocol.model import Bundle  # noqa: E402
 
 FIELDS = 6
 PER_REQUEST = 250
@@ -77,7 +77,11 @@ def signed(kit: Kit, member: Member, method: str, path: str, body: bytes) -> dic
     return kit.signed_headers(method, path, member, body, nonce=b64e(os.urandom(16)))
 
 
-def bench_push(kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundle]]]) -> float:
+def bench_push(
+    kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundle]]]
+) -> tuple[float, int]:
+    """Each device pushes its bundles on its own connection, all at once: (seconds, bytes
+    of the request bodies and their signature headers)."""
     path = kit.path("push")
     plans: list[list[tuple[dict[str, str], bytes]]] = []
     for member, box in outboxes.values():
@@ -98,6 +102,9 @@ def bench_push(kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundl
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(p,)) for p in plans]
+    sent = sum(
+        len(body) + sum(len(k) + len(v) for k, v in h.items()) for p in plans for h, body in p
+    )
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -106,22 +113,7 @@ def bench_push(kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundl
     took = time.perf_counter() - start
     if errors:
         raise errors[0]
-    return took
-
-
-def bench_pull(kit: Kit, port: int, coord: Member, total: int, page: int, first: int = 0) -> float:
-    reqs = []
-    for since in range(first, first + total, page):
-        path = kit.path("changes", f"since={since}&limit={page}")
-        reqs.append((path, signed(kit, coord, "GET", path, b"")))
-    client = Client(port)
-    start = time.perf_counter()
-    got = 0
-    for path, headers in reqs:
-        got += len(client.send("GET", path, headers, b"")["bundles"])
-    took = time.perf_counter() - start
-    assert got == total, (got, total)
-    return took
+    return took, sent
 
 
 BASE_DDL = """
@@ -183,55 +175,6 @@ def baseline(path: Path, bundles: list[Bundle], page: int) -> tuple[float, float
     return push, pull, statistics.median(lat)
 
 
-def fill(data_dir: Path, ws: str, template: Bundle, cells: int) -> None:
-    """Synthetic copies of one sealed bundle with fresh ids, written by the store itself."""
-    conn = connect(Paths(data_dir).workspace_db(ws))
-    n_bundles = cells // len(template.cells)
-    change = stored.next_change(conn)
-    done = 0
-    while done < n_bundles:
-        batch = []
-        for _ in range(min(5000, n_bundles - done)):
-            done += 1
-            copy_cells = tuple(
-                Cell(
-                    b64e(secrets.token_bytes(16)),
-                    c.field_tag,
-                    b64e(secrets.token_bytes(32)),
-                    c.hlc,
-                    (),
-                    c.ct,
-                )
-                for c in template.cells
-            )
-            b = Bundle(
-                workspace=ws, bundle_id=b64e(secrets.token_bytes(16)), device_id=template.device_id,
-                seq=done, prev=template.prev, epoch=1, key_commit=template.key_commit,
-                cells=copy_cells, key_epoch=1, sealed_key=template.sealed_key, sig=template.sig,
-            )  # fmt: skip
-            batch.append((change, b, template.prev, stored.served_size(change, b)))
-            change += 1
-        with write(conn):
-            heads = {c.cell_id for _, b, _, _ in batch for c in b.cells}
-            stored.insert(conn, batch, heads, (), ())
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-
-def page_latencies(kit: Kit, port: int, coord: Member, ws_bundles: int, runs: int) -> list[float]:
-    client = Client(port)
-    mid = ws_bundles // 3
-    lat = []
-    for i in range(runs):
-        path = kit.path("changes", f"since={mid + (i % 5) * 100}&limit=200")
-        headers = signed(kit, coord, "GET", path, b"")
-        s = time.perf_counter()
-        out = client.send("GET", path, headers, b"")
-        lat.append(time.perf_counter() - s)
-        assert len(out["bundles"]) == 200
-    return lat
-
-
 def code(data_dir: Path) -> str:
     return subprocess.run(
         [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
@@ -260,108 +203,139 @@ def machine_idle() -> tuple[int, int]:
     return fields[3] + fields[4], sum(fields)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bundles", type=int, default=8000, help="records pushed per round")
-    ap.add_argument("--rounds", type=int, default=3, help="medians are over this many rounds")
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--big-cells", type=int, default=1_000_000)
-    ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
-    args = ap.parse_args()
+def _pull_shares(
+    kit: Kit, port: int, readers: list[Member], first: int, total: int
+) -> tuple[float, int]:
+    """`readers` coordinators pull the `total` bundles after change `first` at once, each
+    a contiguous share, page after page as the server's cursor leads (pages of at most
+    1,000 bundles; the server may send fewer): (seconds, bytes of answer bodies)."""
+    bounds = [first + total * i // len(readers) for i in range(len(readers) + 1)]
+    got, size, errors = [0], [0], []
+
+    def read(member: Member, since: int, until: int) -> None:
+        try:
+            client = Client(port)
+            while since < until:
+                limit = min(1000, until - since)
+                path = kit.path("changes", f"since={since}&limit={limit}")
+                client.conn.request("GET", path, headers=signed(kit, member, "GET", path, b""))
+                resp = client.conn.getresponse()
+                data = resp.read()
+                assert resp.status == 200, data[:200]
+                page = json.loads(data)
+                size[0] += len(data)
+                got[0] += sum(1 for b in page["bundles"] if b["change"] <= until)
+                if page["done"] or not page["bundles"]:
+                    break
+                since = page["next"]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=read, args=(m, bounds[i], bounds[i + 1]))
+        for i, m in enumerate(readers)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    assert got[0] == total, (got[0], total)
+    return took, size[0]
+
+
+WRITERS = (1, 8, 32)
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    total = 800 if quick else 8000
+    workers = 2 * bench_kit.cores()
     tmp = Path(tempfile.mkdtemp(prefix="fieldsync-bench-"))
     data = tmp / "data"
-    server = Gunicorn(data, workers=args.workers, log_dir=tmp / "logs")
-    push_rates, pull_rates, push_cpu, pull_cpu, push_idle = [], [], [], [], []
-    client_cpu: list[float] = []
-    server_cores: list[float] = []
-    base_push, base_pull, base_page = [], [], []
-    per = args.bundles // args.clients
-    total = per * args.clients
+    server = Gunicorn(data, workers=workers, log_dir=tmp / "logs")
+    out: dict[str, float] = {"server_workers": float(workers), "records_per_round": float(total)}
+    first = 0
     try:
         server.start()
         assert server.proc is not None
         master = server.proc.pid
         kit = Kit.create(HttpTransport(server.url), code(data), seed=7)
-        coord = kit.member("coordinator")
-        for r in range(args.rounds):
-            members = [kit.member("volunteer") for _ in range(args.clients)]
-            t = time.perf_counter()
+        for w in WRITERS:
+            members = [kit.member("volunteer") for _ in range(w)]
+            readers = [kit.member("coordinator") for _ in range(w)]
+            per = total // w
             outboxes = {
                 m.device_id: (m, [kit.seal(m, record(i)) for i in range(per)]) for m in members
             }
-            print(
-                f"round {r + 1}: sealed {total} bundles in {time.perf_counter() - t:.1f} s"
-                " (not timed)"
-            )
+            n = per * w
             cpu = server_cpu(master)
-            idle = machine_idle()
-            mine = time.process_time()
-            took = bench_push(kit, server.port, outboxes)
-            push_cpu.append((server_cpu(master) - cpu) / total)
-            client_cpu.append((time.process_time() - mine) / total)
-            idle_after = machine_idle()
-            push_idle.append((idle_after[0] - idle[0]) / max(1, idle_after[1] - idle[1]))
-            # Cores the server had: its CPU seconds over the wall time of the push.
-            server_cores.append(push_cpu[-1] * total / took)
-            push_rates.append(total / took)
-            cpu = server_cpu(master)
-            took = bench_pull(kit, server.port, coord, total, 1000, first=r * total)
-            pull_cpu.append((server_cpu(master) - cpu) / total)
-            pull_rates.append(total / took)
-            all_bundles = [b for _, box in outboxes.values() for b in box]
-            bp, bl, bg = baseline(tmp / f"baseline{r}.sqlite", all_bundles, 1000)
-            base_push.append(total / bp)
-            base_pull.append(total / bl)
-            base_page.append(bg)
-            print(f"  push {push_rates[-1]:.0f}/s (plain sqlite {base_push[-1]:.0f}/s,"
-                  f" machine idle {push_idle[-1]:.0%} during the push),"
-                  f" pull {pull_rates[-1]:.0f}/s (plain sqlite {base_pull[-1]:.0f}/s)")  # fmt: skip
-
-        small = Kit.create(HttpTransport(server.url), code(data), seed=8)
-        big = Kit.create(HttpTransport(server.url), code(data), seed=9)
-        readers = {}
-        for k, cells in ((small, 10_000), (big, args.big_cells)):
-            readers[cells] = (k, k.member("coordinator"))
-            v = k.member("volunteer")
-            template = k.seal(v, record(0))
-            t = time.perf_counter()
-            fill(data, k.workspace, template, cells)
-            print(f"filled {cells} cells in {time.perf_counter() - t:.1f} s")
-        # Interleaved, a few pages at a time, so load from elsewhere hits both alike.
-        samples: dict[int, list[float]] = {10_000: [], args.big_cells: []}
-        for _ in range(12):
-            for cells, (k, c) in readers.items():
-                samples[cells] += page_latencies(k, server.port, c, cells // FIELDS, 5)
-        lat = {cells: statistics.median(v) for cells, v in samples.items()}
+            took, sent = bench_push(kit, server.port, outboxes)
+            out[f"push_{w}_writers_per_s"] = n / took
+            out[f"push_{w}_writers_server_cpu_us"] = (server_cpu(master) - cpu) / n * 1e6
+            out[f"push_{w}_writers_bytes_per_record"] = sent / n
+            took, size = _pull_shares(kit, server.port, readers, first, n)
+            first += n
+            out[f"pull_{w}_readers_per_s"] = n / took
+            out[f"pull_{w}_readers_bytes_per_record"] = size / n
+            bundles = [b for _, box in outboxes.values() for b in box]
+            bp, bl, _ = baseline(tmp / f"baseline{w}.sqlite", bundles, 1000)
+            out[f"sqlite_insert_{w}_per_s"] = n / bp
+            out[f"sqlite_read_{w}_per_s"] = n / bl
         log = server.log_text()
         assert "database is locked" not in log and "Traceback" not in log
+        sample = bundles[:200]
+        public = {m.device_id: keys.public_bytes(m.key) for m, _ in outboxes.values()}
+        started = time.perf_counter()
+        for b in sample:
+            crypto.verify_bundle(b, public[b.device_id])
+        out["verify_bundle_us"] = (time.perf_counter() - started) / len(sample) * 1e6
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    med = statistics.median
+    return out
+
+
+def tables(f: dict[str, float]) -> dict[str, str]:
+    num = bench_kit.num
     rows = [
-        ("push records/s", med(push_rates), med(base_push)),
-        ("pull records/s", med(pull_rates), med(base_pull)),
-        ("server CPU per pushed record (us)", med(push_cpu) * 1e6, None),
-        ("server CPU per pulled record (us)", med(pull_cpu) * 1e6, None),
-        ("bench client CPU per pushed record (us)", med(client_cpu) * 1e6, None),
-        ("cores the server got during push", med(server_cores), None),
-        ("machine idle during push (%)", med(push_idle) * 100, None),
-        ("page of 200 bundles, 10k cells (ms)", lat[10_000] * 1000, med(base_page) * 1000),
-        (f"page of 200 bundles, {args.big_cells:,} cells (ms)", lat[args.big_cells] * 1000, None),
+        [f"{w}", num(f[f"push_{w}_writers_per_s"]), num(f[f"sqlite_insert_{w}_per_s"]),
+         num(f[f"push_{w}_writers_server_cpu_us"]), num(f[f"pull_{w}_readers_per_s"]),
+         num(f[f"sqlite_read_{w}_per_s"])]
+        for w in WRITERS
+    ]  # fmt: skip
+    wire = [
+        [f"{w}", num(f[f"push_{w}_writers_bytes_per_record"]),
+         num(f[f"pull_{w}_readers_bytes_per_record"])]
+        for w in WRITERS
+    ]  # fmt: skip
+    header = [
+        "writers (and readers) at once",
+        "push, records/s",
+        "plain SQLite insert, rows/s",
+        "server CPU per pushed record, µs",
+        "pull, records/s",
+        "plain SQLite read, rows/s",
     ]
-    print(
-        f"\n{total} records of {FIELDS} fields per round, {args.rounds} rounds (medians),"
-        f" {args.clients} clients, {args.workers} workers"
-    )
-    print(f"{'':40} {'fieldsync':>10} {'plain sqlite':>13}")
-    for label, ours, base in rows:
-        b = f"{base:13.1f}" if base is not None else f"{'':>13}"
-        print(f"{label:40} {ours:10.1f} {b}")
-    print(
-        f"page latency ratio {args.big_cells:,} / 10,000 cells:"
-        f" {lat[args.big_cells] / lat[10_000]:.2f}"
-    )
+    verify = f"`verify_bundle` of one such bundle, in one process: {f['verify_bundle_us']:.0f} µs."
+    return {
+        "server": bench_kit.table(header, rows)
+        + "\n\n"
+        + bench_kit.table(["writers", "bytes on the wire per record pushed", "pulled"], wire)
+        + "\n\n"
+        + verify
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    figures = run(args.quick)
+    print(json.dumps(figures, indent=1))
+    print(tables(figures)["server"])
 
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CliError, NotAllowed
 from .profile import STATE_VERSION, VAULT_FILE, Profile, home_dir, profile_lock, read_passphrase
-from .replica import Replica, open_replica
 from .vault import Vault
+
+if TYPE_CHECKING:  # the replica's code (SQLCipher) loads only for a keyholder's session
+    from .replica import Replica
 
 
 class Session:
@@ -41,7 +43,9 @@ class Session:
 
     def writable_replica(self) -> Replica | None:
         """The replica a coordinator's own captures are folded into at once."""
-        if self.replica is None:
+        if self.replica is None and self.prof.is_keyholder:
+            from .replica import open_replica
+
             self.replica = open_replica(self.prof)
         return self.replica
 
@@ -59,9 +63,12 @@ class Session:
     def save(self) -> None:
         if not self.writable:
             raise AssertionError("a reading session saves nothing")
+        # The vault first: a crash between the two leaves a capture in the outbox that
+        # the replica has not folded in (it comes back with the next pull), never one
+        # the replica holds and the device's chain has forgotten.
+        self.prof.save()
         if self.replica is not None:
             self.replica.save()
-        self.prof.save()
 
     def close(self) -> None:
         if self.replica is not None:

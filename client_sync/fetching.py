@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Collection, Iterator
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import attachment
 from protocol.attachment import Descriptor
@@ -45,7 +45,7 @@ class Cache(Protocol):
 
     def forget(self, attachment_id: str) -> None: ...
 
-    def known_chunks(self, but: str) -> Collection[str]: ...
+    def known_chunks(self, but: str) -> Container[str]: ...
 
 
 class FetchError(IntegrityError):
@@ -173,3 +173,119 @@ def _sha_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# --- a record's files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Opened:
+    """One attachment of a record, fetched, verified and written (or why not)."""
+
+    descriptor: Descriptor
+    path: Path | None
+    sha256: str | None
+    stripped: Path | None = None
+    note: str = ""  # why there is no file, or no stripped copy
+
+
+def descriptors(values: Mapping[str, Sequence[Any]]) -> list[Descriptor]:
+    """The live, well-formed descriptors among a record's attachment fields' winners."""
+    out = []
+    for name in sorted(values):
+        heads = values[name]
+        value = getattr(heads[0], "value", None) if heads else None
+        if not name.startswith(attachment.FILE_FIELD_PREFIX) or not isinstance(value, dict):
+            continue
+        try:
+            desc = attachment.parse_descriptor(value)
+        except InvalidAttachment:
+            continue  # shown among the record's invalid values, never written
+        if attachment.file_field(desc.id) == name:
+            out.append(desc)
+    return sorted(out, key=lambda d: (d.captured_at, d.id))
+
+
+def strip_copy(cache: Cache, desc: Descriptor, folder: Path) -> tuple[Path | None, str]:
+    """A copy of the image without its metadata beside the original (`stripped-NAME`), or
+    why there is none. The original, kept and written, is never altered."""
+    from .stripping import NotStrippable, strip
+
+    if not desc.media_type.startswith("image/"):
+        return None, "not an image: its metadata is not stripped"
+    try:
+        data, _ext = strip(b"".join(file_bytes(cache, desc)))
+    except NotStrippable as exc:
+        return None, f"not stripped ({exc})"
+    target = folder / ("stripped-" + safe_name(desc.name))
+    tmp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
+    with open(tmp, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target, ""
+
+
+class Exported:
+    """The files of exported records: fetched, verified, written under `folder` as
+    `RECORD_ID/ATTACHMENT_ID/NAME` (and `stripped-NAME` with `strip`), and what the
+    export says of each: its path as the person gave the folder, its verified SHA-256,
+    or why it is not there. A file that fails its checks is not written; the export
+    says so beside its record, and `warnings` names it."""
+
+    def __init__(
+        self, prof: Profile, client: Client, cache: Cache, folder: Path, shown: str, strip: bool
+    ) -> None:
+        self.prof, self.client, self.cache = prof, client, cache
+        self.folder, self.shown, self.strip = folder, shown, strip
+        self.warnings: list[str] = []
+        self.files = 0
+
+    def __call__(self, record_id: str, values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+        out = []
+        for desc in descriptors(values):
+            entry: dict[str, Any] = {
+                "id": desc.id,
+                "name": desc.name,
+                "media_type": desc.media_type,
+                "size": desc.size,
+                "captured_at": desc.captured_at,
+                "caption": desc.caption,
+                "sha256_sealed": desc.sha256,
+            }
+            try:
+                fetch(self.prof, self.client, self.cache, desc)
+                folder = self.folder / record_id / desc.id
+                written = write(self.cache, desc, folder)
+            except FetchError as exc:
+                entry.update(path=None, sha256=None, error=f"{exc.code}: not exported")
+                self.warnings.append(exc.message)
+                out.append(entry)
+                continue
+            self.files += 1
+            entry.update(path=self._shown(written.path), sha256=written.sha256)
+            if self.strip:
+                stripped, note = strip_copy(self.cache, desc, folder)
+                entry["stripped"] = self._shown(stripped) if stripped else None
+                if note:
+                    entry["stripped_note"] = note
+            out.append(entry)
+        return out
+
+    def _shown(self, path: Path) -> str:
+        return os.path.join(self.shown, os.path.relpath(path, self.folder))
+
+
+def cell(entries: list[dict[str, Any]]) -> str:
+    """An export's CSV cell of a record's files: one line per file."""
+    lines = []
+    for e in entries:
+        if e.get("path") is None:
+            lines.append(f"{e['name']}: {e.get('error', 'not exported')}")
+            continue
+        line = f"{e['path']} sha256:{e['sha256']}"
+        if e.get("stripped"):
+            line += f" (stripped copy: {e['stripped']})"
+        lines.append(line)
+    return "\n".join(lines)

@@ -9,6 +9,8 @@ of its own.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from protocol import crypto
 from schemas.records import DEVICE_NAME_FIELD, DEVICE_TYPE, DISTINCT_FIELD, DISTINCT_TYPE
 
-from . import keyring, outbox
+from . import delivery, keyring, outbox
 from .device import Session
 from .errors import CliError
 
@@ -62,6 +64,30 @@ def attach(
     made = attachments.attach(s.prof, record_id, files, record_type, caption, s.writable_replica())
     s.save()
     return made
+
+
+def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:
+    """Fetch a record's attachments (only what is not kept yet), check every chunk and the
+    whole file against the SHA-256 sealed at capture, keep them in the replica, and
+    write them into `out`; returns `fetching.Opened` per attachment. A file that fails
+    its checks raises `fetching.FetchError` (exit 5), naming what the server did."""
+    from . import fetching, outbox, view
+    from .replica.files import FileCache
+
+    record_id = outbox.check_record_id(record_id)
+    replica = s.reading_replica("open attachments")
+    found = view.load(replica, [record_id], duplicates=False)
+    if not found:
+        raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
+    cache = FileCache(replica)
+    client = s.client()
+    opened = []
+    for desc in fetching.descriptors(found[0].values):
+        sha = fetching.fetch(s.prof, client, cache, desc)
+        written = fetching.write(cache, desc, out)
+        assert written.sha256 == sha
+        opened.append(fetching.Opened(desc, written.path, sha))
+    return opened
 
 
 def detach(
@@ -115,6 +141,19 @@ def not_duplicates(s: Session, a: str, b: str) -> None:
     s.save()
 
 
+class Export:
+    """An export's text in pieces (streamed: memory stays flat), and how many records
+    it held once the pieces are consumed."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+        self.count = 0
+        self.files: Any = None  # fetching.Exported, when attachments are exported too
+
+    def __iter__(self) -> Iterator[str]:
+        return self._chunks
+
+
 def export(
     s: Session,
     fmt: str,
@@ -122,22 +161,66 @@ def export(
     *,
     deleted: bool = False,
     bom: bool = True,
-) -> tuple[str, int]:
-    """The text of an export and how many records it holds.
+    records: Iterable[Any] | None = None,
+    files: Path | None = None,
+    files_shown: str | None = None,
+    strip: bool = False,
+) -> Export:
+    """An export of the merged records (or of `records`, already chosen by a page).
 
     CSV: one sheet (of one type, or of all), with who recorded each record and when,
     open conflicts marked (every open value, the winner first), a byte-order mark for
-    spreadsheet programs, deleted records only with `deleted`. JSON: the merged
-    records as `records --format json` lists them, deleted ones flagged.
+    spreadsheet programs, deleted records only with `deleted`. JSON: the records as
+    `records --format json` lists them, deleted ones flagged (left out without
+    `deleted` when a type's sheet is asked for). With `files`, every attachment of
+    the exported records is fetched, verified and written there (`fetching.Exported`),
+    and listed with its path and verified SHA-256 (`strip`: a copy without metadata).
     """
+    from . import export as exports
     from . import view
 
     replica = s.reading_replica("export records")
+    chosen: Iterable[view.Record] = (
+        records
+        if records is not None
+        else view.iter_records(replica, record_type, include_deleted=deleted or fmt == "json")
+    )
+    out = Export(iter(()))
+    exported = None
+    if files is not None:
+        from .fetching import Exported
+        from .replica.files import FileCache
+
+        cache = FileCache(replica)
+        exported = Exported(s.prof, s.client(), cache, files, files_shown or str(files), strip)
+        out.files = exported
+
+    def counted() -> Iterator[view.Record]:
+        for rec in chosen:
+            out.count += 1
+            yield rec
+
     if fmt == "json":
-        recs = view.merged_records(replica, record_type)
-        return view.to_json(recs) + "\n", len(recs)
-    columns, rows = view.type_rows(replica, record_type, deleted=deleted, names=device_names(s))
-    return view.rows_csv(columns, rows, bom=bom), len(rows)
+        from .cli.render import json_array
+
+        def as_json(rec: view.Record) -> dict[str, Any]:
+            doc = rec.as_json()
+            if exported is not None:
+                doc["attachments"] = exported(rec.id, rec.values)
+            return doc
+
+        out._chunks = itertools.chain(json_array(as_json(r) for r in counted()), ["\n"])
+    else:
+        columns, rows = exports.sheet(
+            replica,
+            record_type,
+            deleted=deleted,
+            names=device_names(s),
+            records=counted(),
+            files=exported,
+        )
+        out._chunks = exports.csv_text(columns, rows, bom=bom)
+    return out
 
 
 # --- the outbox ---------------------------------------------------------------------------
@@ -166,6 +249,9 @@ class SyncReport:
     pulled: int | None = None  # bundles; None: this device does not pull
     cells: int = 0
     warnings: list[str] = field(default_factory=list)
+    resent: int = 0  # kept captures the server had lost, sent again
+    confirmed: int = 0  # sent captures a keyholder's receipt confirmed (no longer kept)
+    fetched: int = 0  # bundles missing from the changes feed, fetched one by one
     uploaded_chunks: int = 0  # attachment chunks sent this time
     uploaded_bytes: int = 0
 
@@ -178,16 +264,23 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
     """Verify the key log, push the outbox, and (keyholders) pull and merge."""
     from . import sync as syncing
 
-    pushed, pulled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
+    pushed, pulled, settled = syncing.sync(s.prof, s.client(), batch_size or syncing.PUSH_BATCH)
     report = SyncReport(pushed.accepted, pushed.stored, list(pushed.rejected))
+    report.resent, report.confirmed = pushed.resent, settled.confirmed
+    report.warnings += pushed.warnings
+    if pushed.resent:
+        report.warnings.append(
+            f"the server had lost {pushed.resent} capture(s) this device sent (restored or"
+            " recreated): they were sent again"
+        )
     report.uploaded_chunks = pushed.uploaded.chunks
     report.uploaded_bytes = pushed.uploaded.bytes
-    report.warnings += pushed.warnings
     if pulled is not None:
         if pulled.skipped:
             report.warnings.append(pulled.skipped)
         else:
             report.pulled, report.cells = pulled.bundles, pulled.cells
+            report.fetched = pulled.fetched
             report.warnings += pulled.problems
             if pulled.failed:
                 report.warnings.append(
@@ -198,14 +291,29 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
                     f"{pulled.exposed} stored bundle(s) are still sealed to an older epoch key"
                     " that a revoked coordinator held: run `fieldsync rotate --rekey --resume`"
                 )
+            report.warnings += _withheld(s)
+    report.warnings += settled.refused + settled.dropped
+    report.warnings += delivery.warnings(s.prof, dropped=not settled.dropped)
     return report
+
+
+def _withheld(s: Session) -> list[str]:
+    """A keyholder's devices whose signed head is ahead of the chains its replica holds."""
+    from . import watch
+    from .replica import open_replica
+
+    replica = open_replica(s.prof)
+    if replica is None:
+        return []
+    try:
+        return watch.withheld(s.prof, replica, device_names(s))
+    finally:
+        replica.close()
 
 
 def status(s: Session) -> dict[str, Any]:
     """Role, workspace, epoch, outbox, rejected bundles, last sync; a keyholder's replica
     counts and problems. Offline."""
-    from .replica import open_replica
-
     prof = s.prof
     me = prof.me()
     info: dict[str, Any] = {
@@ -218,6 +326,7 @@ def status(s: Session) -> dict[str, Any]:
         "server": prof.server,
         "epoch": prof.log().current_epoch,
         "outbox": len(prof.state["outbox"]),
+        "awaiting_receipt": len(delivery.sent(prof)),
         "rejected": [
             {
                 "bundle_id": r["bundle"]["bundle_id"],
@@ -231,13 +340,18 @@ def status(s: Session) -> dict[str, Any]:
         "kdf": "argon2id m={}KiB t={} p={}".format(*prof.vault.cost)
         + (" (FIELDSYNC_KDF_FAST: for tests only)" if prof.vault.fast_kdf else ""),
     }
-    replica = open_replica(prof)
-    if replica is not None:
-        try:
-            info["replica"] = replica.counts()
-            info["problems"] = replica.problems()
-        finally:
-            replica.close()
+    info["warnings"] = delivery.warnings(prof)
+    if me.is_keyholder:  # a volunteer's status does not load the replica's code
+        from .replica import open_replica
+
+        replica = open_replica(prof)
+        if replica is not None:
+            try:
+                info["replica"] = replica.counts()
+                info["problems"] = replica.problems()
+            finally:
+                replica.close()
+            info["warnings"] += _withheld(s)
     return info
 
 
@@ -342,6 +456,13 @@ def rekey(s: Session, batch_size: int) -> int:
         ) from None
     s.save()
     return n
+
+
+def recreate(s: Session, code: str) -> tuple[int, str]:
+    """Admin: rebuild a workspace the server lost, from this device's verified key log."""
+    from . import recovery
+
+    return recovery.recreate(s.prof, s.client(), code)
 
 
 def safety_number(s: Session) -> str:

@@ -34,6 +34,7 @@ from schemas.records import (
 )
 from schemas.wire import MAX_SUPERSEDES
 
+from . import delivery
 from .errors import CliError, UsageError
 from .profile import Profile, now_iso
 from .replica import Replica
@@ -136,6 +137,7 @@ def seal(
     device's index of its own cells, so an unsent capture can be discarded.
     """
     log = prof.log()
+    delivery.check_can_capture(prof)
     prof.require_active()
     stamp = hlc.tick(int(prof.state["hlc"]), int(time.time() * 1000))
     inputs = [
@@ -169,7 +171,8 @@ def seal(
         "replaced": replaced,
     }
     if replica is not None:
-        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key)
+        # Committed by the session's save, after the vault (cli/kit.py).
+        replica.ingest([(bundle, None)], log, prof.epoch_keys(), prof.tag_key, commit=False)
     return bundle
 
 
@@ -265,7 +268,11 @@ def name_device(prof: Profile, name: str, replica: Replica | None) -> str:
 
 @dataclass(frozen=True)
 class Waiting:
-    """One capture in the outbox, as a person may see it: never its content."""
+    """One capture in the outbox, as a person may see it: never its content.
+
+    `state` is "waiting" (not sent yet) or "sent" (the server acknowledged it; it is
+    kept, sealed, until a coordinator's receipt confirms that a keyholder holds it).
+    """
 
     bundle_id: str
     seq: int
@@ -274,17 +281,24 @@ class Waiting:
     action: str  # add, edit, delete, resolve, name
     at: str | None  # when it was sealed (ISO, UTC)
     discardable: bool
+    state: str = "waiting"
 
 
 def waiting(prof: Profile) -> list[Waiting]:
-    """The captures still to send, oldest first, each with whether it can be discarded."""
+    """The captures sent and not yet confirmed, then those still to send, oldest first,
+    each with whether it can be discarded (only an unsent one can)."""
     notes = prof.state.get("notes", {})
     items = prof.state["outbox"]
+    # (bundle, its index in the outbox, or None once sent)
+    listed: list[tuple[dict[str, Any], int | None]]
+    listed = [(e["bundle"], None) for e in delivery.sent(prof)]
+    listed += [(b, n) for n, b in enumerate(items)]
     out = []
-    for n, b in enumerate(items):
+    for b, n in listed:
+        state = "sent" if n is None else "waiting"
         note = notes.get(b["bundle_id"], {})
         rid = note.get("record_id") or b["cells"][0]["record_id"]
-        later = {c["record_id"] for x in items[n + 1 :] for c in x["cells"]}
+        later = set() if n is None else {c["record_id"] for x in items[n + 1 :] for c in x["cells"]}
         out.append(
             Waiting(
                 bundle_id=b["bundle_id"],
@@ -293,7 +307,8 @@ def waiting(prof: Profile) -> list[Waiting]:
                 record_type=note.get("type") or prof.state["own"].get(rid, {}).get("type", "?"),
                 action=note.get("action", "edit"),
                 at=note.get("at"),
-                discardable=_own_writes_only(prof) and rid not in later,
+                discardable=state == "waiting" and _own_writes_only(prof) and rid not in later,
+                state=state,
             )
         )
     return out
@@ -320,6 +335,11 @@ def discard(prof: Profile, bundle_id: str) -> Waiting:
     if item is None:
         raise CliError(
             f"no capture {bundle_id} waits to be sent: it was sent already, or never made"
+        )
+    if item.state == "sent":
+        raise CliError(
+            f"capture {bundle_id} was sent already: it is kept, sealed, until a coordinator"
+            " confirms it holds it, and cannot be taken back"
         )
     if not item.discardable:
         if prof.is_keyholder:

@@ -7,10 +7,15 @@ Everything a device knows is one JSON state inside the vault (`vault.py`):
     log, seen = [length, head]                            -- the verified key log
     hlc, seq, prev                                        -- clock and bundle chain
     outbox [bundle], rejected [{bundle, error}]           -- sealed, unopenable here
+    sent, sent_head, acked, unconfirmed                   -- sent, kept until a receipt
+                                                             (delivery.py)
+    heads {device: [seq, hash]}                           -- keyholders: signed heads seen
+                                                             (watch.py)
     own {record_id: {"type", "cells": {field: cell_id}}}  -- ids only, never values
     replica_key, last_sync
 
-A coordinator's replica is a second file sealed under `replica_key` (`replica.py`).
+A coordinator's replica is an encrypted database keyed with `replica_key`
+(`replica/`, docs/REPLICA.md).
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ from .errors import CliError, IntegrityError, NotAllowed
 from .vault import Vault
 
 VAULT_FILE = "profile.vault"
-REPLICA_FILE = "replica.sealed"
+REPLICA_FILE = "replica.db"  # SQLCipher; its WAL and index sit beside it while open
+LEGACY_REPLICA_FILE = "replica.sealed"  # the sealed-file format, migrated on first open
+REPLICA_FILES = (
+    REPLICA_FILE,
+    f"{REPLICA_FILE}-wal",
+    f"{REPLICA_FILE}-shm",
+    f"{REPLICA_FILE}.migrating",
+    LEGACY_REPLICA_FILE,
+)
 LOCK_FILE = ".lock"
 STATE_VERSION = 1
 

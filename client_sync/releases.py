@@ -144,9 +144,11 @@ def record_chunks(prof: Profile, record_id: str, replica: Replica | None) -> lis
         for c in e["chunks"]
     ]
     if replica is not None:
-        for h in replica.history(record_id):
-            if h["head"] and attachment.is_file_field(h["field"]) and isinstance(h["value"], dict):
-                chunks = h["value"].get("chunks")
+        from .replica.files import record_files
+
+        for heads in record_files(replica, record_id).values():
+            for h in heads:
+                chunks = h.value.get("chunks") if isinstance(h.value, dict) else None
                 if isinstance(chunks, list):
                     ids += [c for c in chunks if isinstance(c, str)]
     return list(dict.fromkeys(c for c in ids if attachment.valid_chunk_id(c)))

@@ -36,12 +36,15 @@ class Uploaded:
 
 def to_upload(prof: Profile) -> list[tuple[str, dict[str, Any]]]:
     """Attachments whose capture the server acknowledged and whose chunks are not all
-    uploaded yet, oldest first."""
+    uploaded yet, oldest first; and those uploaded whose capture this device still keeps
+    (no receipt yet): a server restored from an old backup may have lost their chunks,
+    and `missing` says so."""
     waiting = attachments.waiting_bundles(prof)
+    kept = attachments.kept_bundles(prof)
     return [
         (aid, e)
         for aid, e in attachments.entries(prof).items()
-        if not e.get("uploaded") and e["bundle_id"] not in waiting
+        if e["bundle_id"] not in waiting and (not e.get("uploaded") or e["bundle_id"] in kept)
     ]
 
 

@@ -1,31 +1,48 @@
-"""The coordinator's view of the replica: merged records, conflicts, duplicates, export.
+"""The read layer over a coordinator's replica: what the command line and the workbench show.
 
-Deletion rule (docs/PROTOCOL.md "Deletion"): a record is deleted when the winner
-of its `_deleted` register is `true` and no head of any other field has a greater
-HLC than that winner. A write concurrent with or later than the delete keeps the
-record: losing testimony by accident is worse than showing one too many.
+Every call costs what it returns, read through the replica's indexes:
 
-Likely duplicates: same type, same day in the type's date field, and names whose
-`difflib.SequenceMatcher` ratio is at least 0.8 (case and spacing ignored). They
-are pointed out, never merged automatically: a coordinator merges by writing.
+- `records_page(replica, Query(...))`: records of a type, a page at a time, sorted by
+  capture time or by any field (a normalised sort key: any script, no ICU), with a
+  full-text filter over the decrypted values (FTS5 trigrams over folded text:
+  Cyrillic, Latin, Chinese, Arabic script alike), markers on records with open
+  conflicts, likely duplicates or values that fail their schema, deleted records
+  hidden unless asked for;
+- `iter_records(replica)`: every record, streamed in capture order (export, `records`);
+- `record_detail(replica, id)`: one record, its fields, every open value with device
+  and time, its linked records both ways, its likely duplicates, each field's history;
+- `conflict_queue(replica)`: the open conflicts, oldest first.
+
+Deletion rule and likely duplicates: `client_sync/replica/derived.py`.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
-import io
 import json
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from protocol.hlc import physical_ms
-from schemas.records import DATE_FIELD, DELETED_FIELD, NAME_FIELD, RECORD_TYPES, field_names
+from schemas.records import DELETED_FIELD
 
-from .replica import HeadCell, Replica
+# Exports' columns and cells live in export.py; named here too, for the callers of before.
+from .export import cell_text as cell_text
+from .export import csv_row as csv_row
+from .export import export_columns as export_columns
+from .files import is_file, listed, shown
+from .replica import Replica
+from .replica.values import fold, problem
 
-DUPLICATE_RATIO = 0.8
+MARKERS = ("conflicts", "duplicates", "invalid")
+STREAM_BATCH = 500
+# `Query.record_type` for the records whose type this version does not know (a buggy
+# or hostile device's): shown as such, never dropped. Reserved types (`_device` names,
+# `_distinct` judgments: docs/PROTOCOL.md "Reserved records") are never records to list.
+UNKNOWN_TYPES = "?"
+_KNOWN = ("picket", "detention", "relative")  # schemas.records.RECORD_TYPES, without importing it
 
 
 def hlc_time(stamp: int) -> str:
@@ -33,284 +50,463 @@ def hlc_time(stamp: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _is_deleted(fields: dict[str, list[HeadCell]]) -> bool:
-    tomb = fields.get(DELETED_FIELD)
-    if not tomb or tomb[0].value is not True:
-        return False
-    return not any(
-        h.hlc > tomb[0].hlc
-        for name, heads in fields.items()
-        if name != DELETED_FIELD
-        for h in heads
-    )
+@dataclass(frozen=True)
+class Value:
+    """One open value of a field: who wrote it and when, and whether its schema accepts it."""
+
+    value: Any
+    device_id: str
+    hlc: int
+    cell_id: str
+    problem: str | None = None
 
 
-def merged_records(replica: Replica, record_type: str | None = None) -> list[dict[str, Any]]:
-    """Every record: winners, open conflicts (every value, winner first), deleted or not."""
-    heads = replica.all_heads()
-    out = []
-    for record_id, rtype in replica.records():
-        if record_type is not None and rtype != record_type:
-            continue
-        if rtype.startswith("_"):
-            continue  # protocol records (device names) are not records people made
-        fields = heads.get(record_id, {})
-        # Cells of another type under this record id are a device's error; show the
-        # fields of the record's own type (the type of its first cell).
-        fields = {name: [h for h in hs if h.record_type == rtype] for name, hs in fields.items()}
-        fields = {name: hs for name, hs in fields.items() if hs}
-        out.append(
-            {
-                "id": record_id,
-                "type": rtype,
-                "fields": {
-                    name: hs[0].value
-                    for name, hs in sorted(fields.items())
-                    if name != DELETED_FIELD
-                },
-                "conflicts": {
-                    name: [h.value for h in hs]
-                    for name, hs in sorted(fields.items())
-                    if len(hs) > 1 and name != DELETED_FIELD
-                },
-                "deleted": _is_deleted(fields),
-            }
-        )
-    return out
+@dataclass
+class Record:
+    id: str
+    type: str
+    recorded: int  # the HLC of its first cell
+    deleted: bool
+    values: dict[str, list[Value]]  # field -> open values, winner first (its own type)
+    foreign: dict[str, list[Value]] = field(default_factory=dict)  # "type.field" of another type
+    duplicates: list[str] = field(default_factory=list)
 
-
-def conflicts(replica: Replica, names: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every open conflict, winner first; `names` maps device ids to device names."""
-    names = names or {}
-    heads = replica.all_heads()
-    out = []
-    for record_id, rtype in replica.records():
-        if rtype.startswith("_"):
-            continue  # protocol records (device names): never a conflict to review here
-        for name, hs in sorted(heads.get(record_id, {}).items()):
-            if len(hs) > 1:
-                out.append(
-                    {
-                        "record_id": record_id,
-                        "type": rtype,
-                        "field": name,
-                        "values": [
-                            {
-                                "value": h.value,
-                                "device_id": h.device_id,
-                                "device_name": names.get(h.device_id),
-                                "hlc": h.hlc,
-                            }
-                            for h in hs
-                        ],
-                    }
-                )
-    return out
-
-
-def _norm(text: Any) -> str:
-    return " ".join(str(text).lower().split())
-
-
-def duplicates(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """record id -> ids of likely duplicates (deleted records are left out)."""
-    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for rec in records:
-        rtype = rec["type"]
-        date = rec["fields"].get(DATE_FIELD.get(rtype, ""))
-        name = rec["fields"].get(NAME_FIELD.get(rtype, ""))
-        if rec["deleted"] or date is None or name is None:
-            continue
-        groups[(rtype, str(date)[:10])].append((rec["id"], _norm(name)))
-    found: dict[str, list[str]] = defaultdict(list)
-    for members in groups.values():
-        for i, (id_a, name_a) in enumerate(members):
-            for id_b, name_b in members[i + 1 :]:
-                if difflib.SequenceMatcher(None, name_a, name_b).ratio() >= DUPLICATE_RATIO:
-                    found[id_a].append(id_b)
-                    found[id_b].append(id_a)
-    return dict(found)
-
-
-CONFLICT_SEP = " ‖ "  # between the open values of a field in a CSV cell, winner first
-
-
-def _first_writes(replica: Replica, record_id: str) -> tuple[str | None, int | None]:
-    """Who first wrote a record, and when (its earliest cell)."""
-    history = replica.history(record_id)
-    if not history:
-        return None, None
-    first = min(history, key=lambda h: h["hlc"])
-    return first["device_id"], first["hlc"]
-
-
-def type_rows(
-    replica: Replica,
-    record_type: str | None,
-    *,
-    deleted: bool = False,
-    names: dict[str, str] | None = None,
-) -> tuple[list[str], list[list[str]]]:
-    """A sheet of one type (or of every type, when None): a header and one row per record.
-
-    Columns: id, (type,) who recorded it and when, then the type's fields (a
-    detention's picket also by its date and place, beside its id), and the fields
-    with open conflicts. A field with an open conflict holds every open value,
-    the winner first, joined by `CONFLICT_SEP`: never hidden. Deleted records are
-    left out unless `deleted`, which adds a `deleted` column.
-    """
-    from schemas.records import specs
-
-    names = names or {}
-    recs = merged_records(replica, record_type)
-    if not deleted:
-        recs = [r for r in recs if not r["deleted"]]
-    fields = [f.name for f in specs(record_type)] if record_type else export_columns()[3:]
-    columns = ["id"] + ([] if record_type else ["type"]) + ["recorded_by", "recorded_at"]
-    for name in fields:
-        columns.append(name)
-        if name == "picket_id":
-            columns += ["picket_date", "picket_place"]
-    if deleted:
-        columns.append("deleted")
-    columns.append("conflicts")
-    pickets = (
-        {r["id"]: r for r in merged_records(replica, "picket")} if "picket_id" in fields else {}
-    )
-    rows = []
-    for rec in recs:
-        device, stamp = _first_writes(replica, rec["id"])
-        row = {
-            "id": rec["id"],
-            "type": rec["type"],
-            "recorded_by": names.get(device or "", device or ""),
-            "recorded_at": hlc_time(stamp) if stamp is not None else "",
-            "deleted": _cell_text(rec["deleted"]),
-            "conflicts": " ".join(sorted(rec["conflicts"])),
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {
+            n: vs[0].value
+            for n, vs in sorted(self.values.items())
+            if n != DELETED_FIELD and not is_file(n)
         }
-        for name in fields:
-            if name in rec["conflicts"]:
-                row[name] = CONFLICT_SEP.join(_cell_text(v) for v in rec["conflicts"][name])
+
+    @property
+    def conflicts(self) -> dict[str, list[Any]]:
+        return {
+            n: [v.value for v in vs]
+            for n, vs in sorted(self.values.items())
+            if len(vs) > 1 and n != DELETED_FIELD and not is_file(n)
+        }
+
+    @property
+    def attachments(self) -> list[dict[str, Any]]:
+        """The record's attachments, in capture order (`files.listed`)."""
+        return listed(self.values, hlc_time)
+
+    @property
+    def invalid(self) -> dict[str, dict[str, Any]]:
+        """name -> the first value its schema refuses and why; cells of another type too."""
+        out = {}
+        for name, vs in sorted([*self.values.items(), *self.foreign.items()]):
+            for v in vs:
+                if v.problem is not None:
+                    out[name] = {"value": shown(name, v.value), "problem": v.problem}
+                    break
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape of `fieldsync records --format json`; `invalid` only when there is any."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "fields": self.fields,
+            "conflicts": self.conflicts,
+            "deleted": self.deleted,
+        }
+        if self.invalid:
+            out["invalid"] = self.invalid
+        if self.attachments:
+            out["attachments"] = self.attachments
+        return out
+
+
+@dataclass(frozen=True)
+class Query:
+    record_type: str | None = None
+    search: str = ""  # words that must all appear in some value (folded)
+    sort: str | None = None  # a field; None: capture order
+    descending: bool = False
+    include_deleted: bool = False
+    only: str | None = None  # one of MARKERS: records that carry it
+    offset: int = 0
+    limit: int = 50
+    count: bool = True  # the total too: one count over an index (or over the matches)
+
+
+@dataclass
+class Page:
+    records: list[Record]
+    total: int | None  # records that match, on every page (None: not counted)
+    query: Query
+
+
+# --- loading records by id ------------------------------------------------------------
+
+
+def load(replica: Replica, ids: Sequence[str], duplicates: bool = True) -> list[Record]:
+    """The records with these ids, in this order (unknown ids are left out)."""
+    if not ids:
+        return []
+    db = replica.db
+    marks = ",".join("?" * len(ids))
+    rows = {
+        r[0]: r
+        for r in db.execute(
+            f"SELECT record_id, record_type, first_hlc, deleted FROM records"  # noqa: S608
+            f" WHERE record_id IN ({marks})",
+            ids,
+        )
+    }
+    heads: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in db.execute(
+        "SELECT record_id, record_type, field, value, hlc, device_id, cell_id, winner,"  # noqa: S608
+        f" problem FROM cells WHERE head = 1 AND record_id IN ({marks})",
+        ids,
+    ):
+        heads[row[0]].append(row)
+    dups: dict[str, list[str]] = defaultdict(list)
+    if duplicates:
+        judged: set[tuple[str, str]] | None = None
+        for a, b in db.execute(
+            f"SELECT a, b FROM duplicates WHERE a IN ({marks}) ORDER BY a, b",  # noqa: S608
+            ids,
+        ):
+            if judged is None:
+                judged = distinct_pairs(replica)
+            if (min(a, b), max(a, b)) not in judged:
+                dups[a].append(b)
+    out = []
+    for rid in ids:
+        row = rows.get(rid)
+        if row is None:
+            continue
+        _, rtype, first, deleted = row
+        own: dict[str, list[tuple[tuple[int, int, str, str], Value]]] = defaultdict(list)
+        foreign: dict[str, list[tuple[tuple[int, int, str, str], Value]]] = defaultdict(list)
+        for _, ctype, name, value_json, hlc, dev, cid, winner, why in heads[rid]:
+            value = json.loads(value_json)
+            if ctype == rtype:
+                own[name].append(((winner, hlc, dev, cid), Value(value, dev, hlc, cid, why)))
             else:
-                row[name] = _cell_text(rec["fields"].get(name))
-        picket = pickets.get(rec["fields"].get("picket_id") or "")
-        row["picket_date"] = _cell_text(picket["fields"].get("date")) if picket else ""
-        row["picket_place"] = _cell_text(picket["fields"].get("place")) if picket else ""
-        rows.append([row.get(c, "") for c in columns])
-    return columns, rows
+                why = f"a {ctype} value under a {rtype} record"
+                foreign[f"{ctype}.{name}"].append(
+                    ((winner, hlc, dev, cid), Value(value, dev, hlc, cid, why))
+                )
+        rec = Record(rid, rtype, first, bool(deleted), _winner_first(own), _winner_first(foreign))
+        rec.duplicates = dups.get(rid, [])
+        out.append(rec)
+    return out
 
 
-def rows_csv(columns: list[str], rows: list[list[str]], *, bom: bool = True) -> str:
-    """CSV text; with a byte-order mark so spreadsheet programs read it as UTF-8
-    (Cyrillic, Chinese and Arabic-script names intact)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return ("\ufeff" if bom else "") + buf.getvalue()
+def distinct_pairs(replica: Replica) -> set[tuple[str, str]]:
+    """The pairs a keyholder judged *not* duplicates (`_distinct` records that stand),
+    each as (smaller id, larger id). Few: read whole, through the winners' index."""
+    out: set[tuple[str, str]] = set()
+    for (value,) in replica.db.execute(
+        "SELECT c.value FROM cells c JOIN records r ON r.record_id = c.record_id"
+        " WHERE c.record_type = '_distinct' AND c.field = 'pair' AND c.winner = 1"
+        " AND c.head = 1 AND r.deleted = 0"
+    ):
+        pair = json.loads(value)
+        if isinstance(pair, str) and len(pair.split()) == 2:
+            a, b = sorted(pair.split())
+            out.add((a, b))
+    return out
 
 
-def export_columns() -> list[str]:
-    cols = ["id", "type", "deleted"]
-    for rtype in RECORD_TYPES:
-        cols.extend(name for name in field_names(rtype) if name not in cols)
-    return cols
-
-
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def to_csv(records: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    cols = export_columns()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
-    for rec in records:
-        row = {"id": rec["id"], "type": rec["type"], "deleted": rec["deleted"], **rec["fields"]}
-        writer.writerow([_cell_text(row.get(c)) for c in cols])
-    return buf.getvalue()
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = _cell_text(value).replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def records_table(records: list[dict[str, Any]]) -> str:
-    """One block per record: its fields, open conflicts and likely duplicates."""
-    dups = duplicates(records)
-    lines: list[str] = []
-    for rec in records:
-        flags = []
-        if rec["deleted"]:
-            flags.append("DELETED")
-        if rec["conflicts"]:
-            flags.append(f"{len(rec['conflicts'])} conflict(s)")
-        head = f"{rec['type']} {rec['id']}" + (f"  [{', '.join(flags)}]" if flags else "")
-        lines.append(head)
-        width = max((len(n) for n in rec["fields"]), default=0)
-        for name, value in rec["fields"].items():
-            text = _short(value)
-            if name in rec["conflicts"]:
-                others = " | ".join(_short(v, 30) for v in rec["conflicts"][name])
-                text += f"   <- CONFLICT: {others}"
-            lines.append(f"  {name.ljust(width)}  {text}")
-        for other in dups.get(rec["id"], []):
-            lines.append(f"  likely duplicate of {other}")
-        lines.append("")
-    lines.append(f"{len(records)} record(s)")
-    return "\n".join(lines)
-
-
-def conflicts_table(items: list[dict[str, Any]]) -> str:
-    if not items:
-        return "no open conflicts"
-    lines = []
-    for item in items:
-        lines.append(f"{item['type']} {item['record_id']} {item['field']}:")
-        for n, v in enumerate(item["values"]):
-            mark = "winner" if n == 0 else "      "
-            lines.append(
-                f"  [{n}] {mark} {_short(v['value'])!s:30}  from {v['device_id']}"
-                f" at {hlc_time(v['hlc'])}"
-            )
-    lines.append(
-        f"{len(items)} open conflict(s); close one with"
-        " `fieldsync resolve RECORD_ID FIELD --keep N`"
-    )
-    return "\n".join(lines)
-
-
-def show(replica: Replica, record_id: str) -> dict[str, Any] | None:
-    records = merged_records(replica)
-    rec = next((r for r in records if r["id"] == record_id), None)
-    if rec is None:
-        return None
+def _winner_first(
+    by_name: dict[str, list[tuple[tuple[int, int, str, str], Value]]],
+) -> dict[str, list[Value]]:
     return {
-        **rec,
-        "duplicates": duplicates(records).get(record_id, []),
-        "history": replica.history(record_id),
+        n: [v for _, v in sorted(vs, key=lambda kv: kv[0], reverse=True)]
+        for n, vs in by_name.items()
     }
 
 
-def show_text(rec: dict[str, Any]) -> str:
-    lines = records_table([rec]).splitlines()[:-2]  # without the blank line and the count
-    for other in rec["duplicates"]:
-        lines.append(f"  likely duplicate of {other}")
-    lines.append("  history:")
-    for h in rec["history"]:
-        state = "current" if h["head"] else "superseded"
-        lines.append(
-            f"    {hlc_time(h['hlc'])}  {h['field']} = {_short(h['value'], 40)}"
-            f"  ({state}; device {h['device_id']})"
+# --- pages ----------------------------------------------------------------------------
+
+
+def records_page(replica: Replica, query: Query) -> Page:
+    """One page of records; its cost follows the page (and the matches of a filter)."""
+    if query.only is not None and query.only not in MARKERS:
+        raise ValueError(f"unknown marker {query.only!r}")
+    total: int | None
+    if query.search.strip() or query.only:
+        ids, total = _filtered(replica, query)
+    else:
+        ids, total = _scanned(replica, query)
+    return Page(load(replica, ids), total, query)
+
+
+def _where(query: Query, alias: str = "r") -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.record_type == UNKNOWN_TYPES:
+        marks = ",".join("?" * len(_KNOWN))
+        clauses.append(f"{alias}.record_type NOT IN ({marks})")
+        clauses.append(f"{alias}.record_type NOT LIKE '\\_%' ESCAPE '\\'")
+        params.extend(_KNOWN)
+    elif query.record_type is not None:
+        clauses.append(f"{alias}.record_type = ?")
+        params.append(query.record_type)
+    else:
+        clauses.append(f"{alias}.record_type NOT LIKE '\\_%' ESCAPE '\\'")
+    if not query.include_deleted:
+        clauses.append(f"{alias}.deleted = 0")
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _scanned(replica: Replica, q: Query) -> tuple[list[str], int | None]:
+    """No filter: walk an index in the order asked for, from the offset."""
+    db = replica.db
+    where, params = _where(q)
+    total = None
+    if q.count:
+        sql = f"SELECT count(*) FROM records r WHERE {where}"  # noqa: S608
+        total = int(db.execute(sql, params).fetchone()[0])
+    direction = "DESC" if q.descending else "ASC"
+    if q.sort is None:
+        order = "r.record_type, " if q.record_type is not None else ""
+        rows = db.execute(
+            f"SELECT r.record_id FROM records r WHERE {where}"  # noqa: S608
+            f" ORDER BY {order}r.first_hlc {direction}, r.record_id {direction} LIMIT ? OFFSET ?",
+            [*params, q.limit, q.offset],
+        ).fetchall()
+        return [r[0] for r in rows], total
+    # Records that hold the field, in its order (the partial index on winners) ...
+    sort_params: list[Any] = [q.sort]
+    type_match = "c.record_type = r.record_type"
+    if q.record_type is not None:
+        type_match = "c.record_type = ? AND r.record_type = ?"
+        sort_params = [q.record_type, q.record_type, q.sort]
+    having = (
+        f"SELECT c.record_id FROM cells c JOIN records r ON r.record_id = c.record_id"  # noqa: S608
+        f" WHERE c.winner = 1 AND {type_match} AND c.field = ? AND {where}"
+    )
+    rows = db.execute(
+        f"{having} ORDER BY c.sort_key {direction}, c.record_id {direction} LIMIT ? OFFSET ?",
+        [*sort_params, *params, q.limit, q.offset],
+    ).fetchall()
+    ids = [r[0] for r in rows]
+    if len(ids) == q.limit:
+        return ids, total
+    # ... then those without it, in capture order.
+    if ids:
+        held = q.offset + len(ids)
+    else:
+        (held,) = db.execute(f"SELECT count(*) FROM ({having})", [*sort_params, *params]).fetchone()  # noqa: S608
+    rows = db.execute(
+        f"SELECT r.record_id FROM records r WHERE {where} AND NOT EXISTS"  # noqa: S608
+        " (SELECT 1 FROM cells c WHERE c.record_id = r.record_id AND c.field = ?"
+        " AND c.head = 1 AND c.winner = 1 AND c.record_type = r.record_type)"
+        " ORDER BY r.first_hlc, r.record_id LIMIT ? OFFSET ?",
+        [*params, q.sort, q.limit - len(ids), max(0, q.offset - held)],
+    ).fetchall()
+    return ids + [r[0] for r in rows], total
+
+
+_ONLY = {
+    "conflicts": "SELECT DISTINCT record_id FROM open_conflicts",
+    "duplicates": "SELECT DISTINCT a FROM duplicates",
+    "invalid": "SELECT record_id FROM records WHERE invalid > 0",
+}
+
+
+def _filtered(replica: Replica, q: Query) -> tuple[list[str], int | None]:
+    """A filter: its matches (from the full-text index or a marker's table), sorted here."""
+    db = replica.db
+    where, params = _where(q)
+    sources, source_params = [], []
+    words = fold(q.search).split()
+    long_words = [w for w in words if len(w) >= 3]
+    if long_words:
+        # Trigram phrases: any script; every word must appear.
+        sources.append("r.rid IN (SELECT rowid FROM search WHERE search MATCH ?)")
+        source_params.append(" AND ".join('"' + w.replace('"', '""') + '"' for w in long_words))
+    for w in words:
+        if len(w) < 3:  # too short for a trigram: a scan of the folded text
+            sources.append("r.rid IN (SELECT rowid FROM search WHERE instr(text, ?) > 0)")
+            source_params.append(w)
+    if q.only is not None:
+        sources.append(f"r.record_id IN ({_ONLY[q.only]})")
+    sql = f"SELECT r.record_id, r.first_hlc FROM records r WHERE {where} AND " + " AND ".join(  # noqa: S608
+        sources
+    )
+    rows = db.execute(sql, [*params, *source_params]).fetchall()
+    if q.sort is None:
+        rows.sort(key=lambda r: (r[1], r[0]), reverse=q.descending)
+        ids = [r[0] for r in rows]
+    else:
+        ids = _sorted_by_field(replica, [r[0] for r in rows], q.sort, q.descending)
+    return ids[q.offset : q.offset + q.limit], len(rows)
+
+
+def _sorted_by_field(replica: Replica, ids: list[str], name: str, descending: bool) -> list[str]:
+    keys: dict[str, str] = {}
+    for i in range(0, len(ids), STREAM_BATCH):
+        part = ids[i : i + STREAM_BATCH]
+        marks = ",".join("?" * len(part))
+        keys.update(
+            replica.db.execute(
+                "SELECT c.record_id, c.sort_key FROM cells c JOIN records r"  # noqa: S608
+                f" ON r.record_id = c.record_id WHERE c.record_id IN ({marks})"
+                " AND c.head = 1 AND c.field = ? AND c.winner = 1"
+                " AND c.record_type = r.record_type",
+                [*part, name],
+            ).fetchall()
         )
-    return "\n".join(lines)
+    held = sorted((i for i in ids if i in keys), key=lambda i: (keys[i], i), reverse=descending)
+    return held + [i for i in ids if i not in keys]
+
+
+def iter_records(
+    replica: Replica, record_type: str | None = None, *, include_deleted: bool = True
+) -> Iterator[Record]:
+    """Every record in capture order, loaded a batch at a time (memory stays flat)."""
+    where, params = _where(Query(record_type, include_deleted=include_deleted))
+    after: tuple[int, str] = (-1, "")
+    while True:
+        rows = replica.db.execute(
+            f"SELECT r.first_hlc, r.record_id FROM records r WHERE {where}"  # noqa: S608
+            " AND (r.first_hlc, r.record_id) > (?, ?) ORDER BY r.first_hlc, r.record_id LIMIT ?",
+            [*params, *after, STREAM_BATCH],
+        ).fetchall()
+        if not rows:
+            return
+        yield from load(replica, [r[1] for r in rows])
+        after = (rows[-1][0], rows[-1][1])
+
+
+# --- one record -----------------------------------------------------------------------
+
+
+@dataclass
+class Detail:
+    record: Record
+    links_out: list[dict[str, Any]]  # {"field", "id", "type"} (type None: not in the replica)
+    links_in: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # every cell, oldest first
+
+    def as_json(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        """`names`: device id -> the device's name (sealed `_device` records)."""
+        rec = self.record
+        named = names or {}
+        return {
+            "id": rec.id,
+            "type": rec.type,
+            "fields": rec.fields,
+            "conflicts": rec.conflicts,
+            "deleted": rec.deleted,
+            "invalid": rec.invalid,
+            "duplicates": rec.duplicates,
+            "links": {"out": self.links_out, "in": self.links_in},
+            "history": [
+                {
+                    **h,
+                    "value": shown(h["field"], h["value"]),
+                    "device_name": named.get(h["device_id"]),
+                }
+                for h in self.history
+            ],
+            "attachments": rec.attachments,
+        }
+
+
+def record_detail(replica: Replica, record_id: str) -> Detail | None:
+    """One record: reads its row, its heads, its cells, its links and duplicate pairs."""
+    found = load(replica, [record_id])
+    if not found:
+        return None
+    rec = found[0]
+    db = replica.db
+    history = [
+        {
+            "field": name,
+            "value": json.loads(value),
+            "device_id": dev,
+            "hlc": hlc,
+            "cell_id": cid,
+            "head": bool(head),
+            "supersedes": json.loads(sup),
+        }
+        for name, value, dev, hlc, cid, head, sup in db.execute(
+            "SELECT field, value, device_id, hlc, cell_id, head, supersedes FROM cells"
+            " WHERE record_id = ? ORDER BY hlc, device_id, cell_id",
+            (record_id,),
+        )
+    ]
+    out_ids = [(name, vs[0].value) for name, vs in sorted(rec.values.items())]
+    links_out = [
+        {"field": name, "id": target, "type": replica.record_type(target)}
+        for name, target in out_ids
+        if name in _link_fields(rec.type) and isinstance(target, str)
+    ]
+    links_in = [
+        {"field": name, "id": src, "type": rtype}
+        for src, name, rtype in db.execute(
+            "SELECT l.from_id, l.field, r.record_type FROM links l JOIN records r"
+            " ON r.record_id = l.from_id WHERE l.to_id = ? ORDER BY r.first_hlc, l.from_id",
+            (record_id,),
+        )
+    ]
+    return Detail(rec, links_out, links_in, history)
+
+
+def _link_fields(record_type: str) -> frozenset[str]:
+    from .replica.derived import link_fields
+
+    return link_fields(record_type)
+
+
+# --- the conflict queue ---------------------------------------------------------------
+
+
+@dataclass
+class Conflict:
+    record_id: str
+    type: str
+    field: str
+    since: int
+    values: list[Value]
+
+    def as_json(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        """`names`: device id -> the device's name (sealed `_device` records)."""
+        named = names or {}
+        return {
+            "record_id": self.record_id,
+            "type": self.type,
+            "field": self.field,
+            "values": [
+                {
+                    "value": v.value,
+                    "device_id": v.device_id,
+                    "device_name": named.get(v.device_id),
+                    "hlc": v.hlc,
+                }
+                for v in self.values
+            ],
+        }
+
+
+def conflict_queue(replica: Replica, offset: int = 0, limit: int | None = None) -> list[Conflict]:
+    """Open conflicts, oldest first (by the second-oldest open value's time)."""
+    db = replica.db
+    rows = db.execute(
+        "SELECT o.record_id, o.field_tag, o.since, r.record_type FROM open_conflicts o"
+        " JOIN records r ON r.record_id = o.record_id"
+        " WHERE r.record_type NOT LIKE '\\_%' ESCAPE '\\'"  # reserved records: not a person's
+        " ORDER BY o.since, o.record_id, o.field_tag LIMIT ? OFFSET ?",
+        (-1 if limit is None else limit, offset),
+    ).fetchall()
+    out = []
+    for rid, tag, since, rtype in rows:
+        heads = replica.heads(rid, tag)
+        if len(heads) < 2:
+            continue
+        top = heads[0]
+        name = top.field if top.record_type == rtype else f"{top.record_type}.{top.field}"
+        values = [
+            Value(h.value, h.device_id, h.hlc, h.cell_id, problem(h.record_type, h.field, h.value))
+            for h in heads
+        ]
+        out.append(Conflict(rid, rtype, name, since, values))
+    return out

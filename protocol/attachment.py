@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -249,7 +249,7 @@ def seal_file(
 
 
 def open_chunk(
-    desc: Descriptor, index: int, data: bytes | None, elsewhere: Collection[str] = ()
+    desc: Descriptor, index: int, data: bytes | None, elsewhere: Container[str] = ()
 ) -> bytes:
     """The plaintext of chunk `index`, from the bytes a server served for it (None: it
     served nothing). `elsewhere` holds chunk ids of other attachments the reader knows,
@@ -343,7 +343,7 @@ class Reader:
 
 
 def assemble(
-    desc: Descriptor, served: Sequence[bytes | None], elsewhere: Collection[str] = ()
+    desc: Descriptor, served: Sequence[bytes | None], elsewhere: Container[str] = ()
 ) -> bytes:
     """The original file from the bytes served for each chunk id of the descriptor, in
     its order (None where nothing was served), every chunk and the whole checked."""

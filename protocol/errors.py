@@ -48,6 +48,12 @@ class InvalidInvite(ProtocolError):
     family = "invalid_invite"
 
 
+class InvalidReceipt(ProtocolError):
+    """A receipt or a signed chain head that a device must not act on."""
+
+    family = "invalid_receipt"
+
+
 class InvalidAttachment(ProtocolError):
     """An attachment descriptor, chunk or reassembled file that does not verify."""
 

@@ -101,6 +101,9 @@ class ChangesResponseSchema(Strict):
     bundles = fields.List(fields.Nested(ChangeBundleSchema), required=True)
     next = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
     done = fields.Boolean(required=True)
+    # The database's incarnation (new after a restore or recreate) and its last change.
+    incarnation = B64(**_id)
+    last = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
 
 
 # --- key log -------------------------------------------------------------------------
@@ -306,6 +309,82 @@ def error_summary(errors: Any) -> str:
     more = len(lines) - MAX_ERROR_LINES
     text = "; ".join(lines[:MAX_ERROR_LINES])
     return text + (f"; and {more} more" if more > 0 else "")
+
+
+# --- delivery: receipts, chain heads, the server's incarnation (docs/PROTOCOL.md) --------
+
+MAX_RECEIPTS_PER_POST = 1000
+MAX_RECREATE_EVENTS = 100_000
+
+
+class ReceiptSchema(Strict):
+    v = StrictInt(required=True, validate=validate.Equal(1))
+    workspace = B64(**_id)
+    signer = B64(**_id)
+    device_id = B64(**_id)
+    seq = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    hash = B64(**_hash)
+    at = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    sig = B64(length=keys.SIG_LEN, required=True)
+
+
+class ReceiptsRequestSchema(Strict):
+    receipts = fields.List(
+        fields.Nested(ReceiptSchema),
+        required=True,
+        validate=validate.Length(1, MAX_RECEIPTS_PER_POST),
+    )
+
+
+class ReceiptsResponseSchema(Strict):
+    receipts = fields.List(fields.Nested(ReceiptSchema), required=True)
+
+
+class StoredResponseSchema(Strict):
+    stored = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+
+
+class ChainHeadSchema(Strict):
+    v = StrictInt(required=True, validate=validate.Equal(1))
+    workspace = B64(**_id)
+    device_id = B64(**_id)
+    seq = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    hash = B64(**_hash)
+    at = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    sig = B64(length=keys.SIG_LEN, required=True)
+
+
+class HeadRequestSchema(Strict):
+    head = fields.Nested(ChainHeadSchema, required=True)
+
+
+class HeadsResponseSchema(Strict):
+    heads = fields.List(fields.Nested(ChainHeadSchema), required=True)
+
+
+class ChainResponseSchema(Strict):
+    """The server's stored head of the caller's own chain (0 and the zero hash: none)."""
+
+    seq = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    hash = B64(**_hash)
+
+
+class RevocationResponseSchema(Strict):
+    events = fields.List(fields.Nested(KeyLogEventSchema), required=True)
+
+
+class RecreateWorkspaceSchema(Strict):
+    code = fields.String(required=True, validate=validate.Length(8, 128))
+    log = fields.List(
+        fields.Nested(KeyLogEventSchema),
+        required=True,
+        validate=validate.Length(1, MAX_RECREATE_EVENTS),
+    )
+
+
+class RecreateWorkspaceResponseSchema(CreateWorkspaceResponseSchema):
+    length = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    head = B64(**_hash)
 
 
 # --- attachment chunks (docs/PROTOCOL.md, "Attachments") -------------------------------

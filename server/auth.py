@@ -54,7 +54,8 @@ INVITE = "invite"  # a live invite key only
 MEMBER = "member"  # any enrolled, unrevoked device, approved or not
 KEYHOLDER = "keyholder"  # an approved coordinator or admin
 ADMIN = "admin"  # an approved admin
-ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN)
+REVOKED = "revoked"  # a revoked device, with its own key: only to learn that it was revoked
+ACCESS = (MEMBER_OR_INVITE, INVITE, MEMBER, KEYHOLDER, ADMIN, REVOKED)
 
 UNVERIFIED = "the signature does not verify with a device or live invite key of this workspace"
 # An unknown keyid is checked against this key, whose private half nobody keeps.
@@ -159,6 +160,8 @@ def _authorise(access: str, caller: Caller) -> None:
         return
     if access == INVITE:
         raise refuse("wrong_role", "only an invite key enrolls a device")
+    if (access == REVOKED) != (device.status == "revoked"):
+        raise refuse("wrong_role", "only a revoked device asks for its revocation")
     if access == KEYHOLDER and not device.is_keyholder:
         raise refuse("wrong_role", "only coordinators and admins may read changes")
     if access == ADMIN and device.role != "admin":
@@ -167,8 +170,9 @@ def _authorise(access: str, caller: Caller) -> None:
         raise refuse("not_approved", "an admin has not approved this device yet")
 
 
-def _verified_caller(ws: str, p: Presented, t: int) -> Caller:
-    """Steps 4-7 of the refusal order: workspace, key, signature, standing."""
+def _verified_caller(ws: str, p: Presented, t: int, revoked_ok: bool = False) -> Caller:
+    """Steps 4-7 of the refusal order: workspace, key, signature, standing (`revoked_ok`:
+    the one route a revoked device may call, to learn that it was revoked)."""
     if p.workspace != ws:
         raise refuse("wrong_workspace", "the request is signed for another workspace")
     conn = workspace_conn(ws)
@@ -191,7 +195,7 @@ def _verified_caller(ws: str, p: Presented, t: int) -> Caller:
             raise refuse("unknown_device", "this invite was already used: ask for a new one")
         if t > invite.expires:
             raise refuse("unknown_device", "this invite has expired: ask for a new one")
-    elif device is not None and device.status == "revoked":
+    elif device is not None and device.status == "revoked" and not revoked_ok:
         raise refuse("revoked_device", "this device was revoked")
     return Caller(workspace=ws, key_id=p.key_id, state=state, device=device, invite=invite)
 
@@ -201,7 +205,7 @@ def authenticate(ws: str, access: str) -> Caller:
     body, record the nonce; returns the verified caller. The body is in `g.fs_body`."""
     t = now()
     p = presented()
-    caller = _verified_caller(ws, p, t)
+    caller = _verified_caller(ws, p, t, revoked_ok=access == REVOKED)
     if nonces.seen(paths(), ws, p.key_id, p.nonce):
         raise refuse("replayed_nonce", "this request was already received")
     _authorise(access, caller)

@@ -3,6 +3,7 @@
 fieldsync-server run --data-dir /var/lib/fieldsync --port 8000
 fieldsync-server workspace-code --data-dir /var/lib/fieldsync
 fieldsync-server backup --data-dir /var/lib/fieldsync /srv/backup/2026-11-27
+fieldsync-server restore /srv/backup/2026-11-27 --data-dir /var/lib/fieldsync
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .store import Paths, server_db, valid_workspace_id
+from .store import restore as restoring
 from .store.chunks import backup_files
 from .store.inspect import backup as backup_db
 
@@ -68,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             return create_app({"DATA_DIR": data_dir})
 
-    Server().run()
+    try:
+        # Held until the server ends, so that `restore` refuses meanwhile.
+        with restoring.run_lock(data_dir):
+            Server().run()
+    except restoring.DataDirBusy as exc:
+        print(f"fieldsync-server: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -99,6 +107,25 @@ def backup(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def restore(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args.data_dir)
+    try:
+        done = restoring.restore(Path(args.backup_dir), data_dir)
+    except (restoring.DataDirBusy, restoring.BadBackup) as exc:
+        print(f"fieldsync-server: {exc}; nothing was restored", file=sys.stderr)
+        return 1
+    for item in done:
+        note = f", new incarnation {item.incarnation}" if item.incarnation else ""
+        if item.chunks:
+            note += f", {item.chunks} attachment chunk(s) put back"
+        print(f"{item.name}: integrity ok, restored{note}")
+    print(
+        "devices re-send what the backup lacks at their next sync; keyholders pull again"
+        " from the start"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fieldsync-server", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir")
     b.add_argument("out_dir", metavar="OUT_DIR")
     b.set_defaults(func=backup)
+    s = sub.add_parser(
+        "restore", help="restore a backup into the data directory (the server must be stopped)"
+    )
+    s.add_argument("backup_dir", metavar="BACKUP_DIR")
+    s.add_argument("--data-dir")
+    s.set_defaults(func=restore)
     return p
 
 

@@ -8,7 +8,7 @@ checks both directions).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from apispec import APISpec
@@ -37,11 +37,13 @@ def doc(
     query: Sequence[dict[str, Any]] = (),
     errors: Sequence[int] = (),
     signed: bool = True,
+    path: Mapping[str, dict[str, Any]] | None = None,
     binary_request: bool = False,
     binary_response: bool = False,
 ) -> Callable[[F], F]:
-    """Describe a view for the OpenAPI document. `query` holds parameter objects;
-    `binary_request` / `binary_response`: the body is application/octet-stream."""
+    """Describe a view for the OpenAPI document. `query` holds parameter objects; `path`
+    the schema of path parameters other than a plain string; `binary_request` /
+    `binary_response`: the body is application/octet-stream."""
 
     def wrap(view: F) -> F:
         view.fieldsync_openapi = {  # type: ignore[attr-defined]
@@ -56,6 +58,7 @@ def doc(
                 | (set(_BODY_ERRORS) if request is not None or binary_request else set())
             ),
             "signed": signed,
+            "path": dict(path or {}),
             "binary_request": binary_request,
             "binary_response": binary_response,
         }
@@ -78,15 +81,6 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
 
 
-# Path parameters with a shape of their own (the others are plain strings).
-_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
-    "chunk_id": {
-        "type": "string",
-        "minLength": 43,
-        "maxLength": 43,
-        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
-    },
-}
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -135,7 +129,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 "in": "path",
                 "name": arg,
                 "required": True,
-                "schema": _PATH_SCHEMAS.get(arg, {"type": "string"}),
+                "schema": info["path"].get(arg, {"type": "string"}),
             }
             for arg in sorted(rule.arguments)
         ] + info["query"]

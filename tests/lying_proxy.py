@@ -104,16 +104,22 @@ class LyingProxy:
                     proxy.upstream_host, proxy.upstream_port, timeout=30
                 )
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                status, payload = resp.status, resp.read()
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    status, payload = resp.status, resp.read()
+                except (OSError, http.client.HTTPException):
+                    # The server died mid-request (a kill -9): so does this answer.
+                    self.close_connection = True
+                    return
+                finally:
+                    conn.close()
                 resp_headers = [
                     (k, v)
                     for k, v in resp.getheaders()
                     if k.lower()
                     not in ("content-length", "connection", "transfer-encoding", "server", "date")
                 ]
-                conn.close()
                 rule = proxy._rule_for(self.command, self.path.split("?")[0])
                 if rule is not None and rule.cut:
                     self.close_connection = True

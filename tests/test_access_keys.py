@@ -267,11 +267,17 @@ def test_a_revoked_volunteer_is_refused_and_nothing_it_sends_is_stored(
 
     assert admin.run("revoke", vol_id).out == f"revoked {vol_id}\n"
     lost = vol.run("add", "detention", *sets(person_name="Saule Unrealova")).last
-    result = vol.run("sync", check=False)
-    assert (result.rc, result.err) == (NOT_ALLOWED, REVOKED)
-    assert status(vol)["outbox"] == 1
-    # Sent by hand, past the client's own check, to every worker: each refuses.
     pending = vault_state(vol)["outbox"]
+    result = vol.run("sync", check=False)
+    # Its first capture (sent, not yet confirmed) and the unsent one: it can deliver
+    # neither any more, so it keeps neither.
+    assert (result.rc, result.err) == (
+        NOT_ALLOWED,
+        REVOKED.rstrip("\n") + "; the 2 sealed capture(s) it still kept were destroyed,"
+        " as it can no longer deliver them\n",
+    )
+    assert (status(vol)["outbox"], status(vol)["awaiting_receipt"]) == (0, 0)
+    # Sent by hand, past the client's own check, to every worker: each refuses.
     for _ in range(8):
         for call in (
             lambda: client.post(f"/v1/w/{ws}/push", {"bundles": pending}),

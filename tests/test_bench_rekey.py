@@ -27,8 +27,8 @@ def bench() -> ModuleType:
 
 def test_rekey_bench_building_blocks(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIELDSYNC_KDF_FAST", "1")
-    result = bench.run(bundles=20, rounds=2, workers=2)
+    result = bench.measure(bundles=20, rounds=2, workers=2)
     assert (result["bundles"], result["rounds"], len(result["rates"])) == (20, 2, 2)
     assert result["rate"] > 0 and result["raw"] > 0
     text = bench.report(result)
-    assert "| re-key, end to end |" in text and "| raw HPKE open + seal |" in text
+    assert "| re-key, end to end" in text and "| raw HPKE open + seal" in text

@@ -49,7 +49,7 @@ def test_nothing_readable_on_devices_or_server(server: ServerProcess, tmp_path: 
     for path in vol.home.iterdir():
         assert path.name in {"profile.vault", ".lock"}, path
         assert os.stat(path).st_mode & 0o077 == 0, path
-    assert {p.name for p in coord.home.iterdir()} == {"profile.vault", "replica.sealed", ".lock"}
+    assert {p.name for p in coord.home.iterdir()} == {"profile.vault", "replica.db", ".lock"}
 
 
 def test_real_key_derivation_cost(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811

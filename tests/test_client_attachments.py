@@ -5,6 +5,7 @@ upload is cut, `sync` resumes at the chunk where it stopped and finishes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from photokit import EXIF_STRINGS, photo_with_gps
 from protocol import attachment
 
 MB = 1_000_000
+MIB = 1 << 20
 
 
 def chunk_puts(proxy: LyingProxy) -> list[str]:
@@ -108,3 +110,139 @@ def test_attach_refuses_what_it_cannot_seal_and_keeps_nothing(
     long = vol.run("attach", record_id, str(good), "--caption", "x" * 1001, check=False)
     assert_one_line_error(long, 2, "--caption")
     assert as_json(vol.run("outbox", "--format", "json"))[-1]["action"] == "add"
+
+
+def _chunk_files(data_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (data_dir / "chunks").rglob("*") if p.is_file()}
+
+
+def _file_of(data_dir: Path, chunk_id: str) -> Path:
+    return next((data_dir / "chunks").rglob(chunk_id))
+
+
+def test_a_coordinator_opens_verified_files_and_refuses_what_the_server_changed(
+    proxied: tuple[Team, LyingProxy],
+    server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    from client_sync.stripping import has_metadata
+
+    team, _ = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    coord = team.enroll(admin, "coord", "coordinator")
+    photo = tmp_path / "van.jpg"
+    photo.write_bytes(photo_with_gps())
+    notice = tmp_path / "notice.pdf"
+    notice.write_bytes(os.urandom(2 * MIB + 100))  # 3 chunks of 1 MiB
+    other = tmp_path / "other.bin"
+    other.write_bytes(os.urandom(MIB + 100))  # 2 chunks, of another record
+    rec = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", rec, str(photo), str(notice))
+    rec2 = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", rec2, str(other))
+    vol.run("sync")
+    admin.run("sync")
+    coord.run("sync")
+    shown = as_json(admin.run("show", rec, "--format", "json"))
+    assert sorted(a["name"] for a in shown["attachments"]) == ["notice.pdf", "van.jpg"]
+    assert all("key" not in a and "chunks" not in a for a in shown["attachments"])
+    assert "key" not in json.dumps(shown["history"])
+    by_name = {a["name"]: a for a in shown["attachments"]}
+    assert by_name["van.jpg"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    # What the server holds, chunk by chunk, and which chunk of the notice is third.
+    data_dir = server.data_dir
+    before = _chunk_files(data_dir)
+    notice_chunks = _notice_chunks(admin, rec)
+    other_chunks = _notice_chunks(admin, rec2)
+    third = _file_of(data_dir, notice_chunks[2])
+    good = third.read_bytes()
+    cases = [
+        (
+            "chunk_altered",
+            lambda: third.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:]),
+        ),
+        ("chunk_missing", third.unlink),
+        (
+            "chunk_order",
+            lambda: third.write_bytes(_file_of(data_dir, notice_chunks[1]).read_bytes()),
+        ),
+        (
+            "chunk_foreign",
+            lambda: third.write_bytes(_file_of(data_dir, other_chunks[1]).read_bytes()),
+        ),
+    ]
+    for code, tamper in cases:
+        tamper()
+        refused = coord.run("open", rec, "--out", str(tmp_path / "bad"), check=False)
+        assert_one_line_error(refused, 5, code, "notice.pdf")
+        assert not (tmp_path / "bad" / "notice.pdf").exists()
+        third.write_bytes(good)
+    opened = coord.run("open", rec, "--out", str(tmp_path / "evidence"))
+    for f in (photo, notice):
+        got = tmp_path / "evidence" / f.name
+        assert got.read_bytes() == f.read_bytes()
+        assert f"{got}  sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}  verified" in opened.out
+    # The original keeps its GPS: it is the evidence.
+    assert "gps" in has_metadata((tmp_path / "evidence" / "van.jpg").read_bytes())
+    # An export with the files: each beside its record with its verified SHA-256, and a
+    # stripped copy of the photo without GPS while the original keeps it.
+    files = tmp_path / "export-files"
+    admin.run(
+        "export", "--format", "csv", "--type", "picket", "--out", str(tmp_path / "p.csv"),
+        "--attachments", str(files), "--strip-metadata",
+    )  # fmt: skip
+    text = (tmp_path / "p.csv").read_text(encoding="utf-8-sig")
+    rows = {r["id"]: r for r in csv.DictReader(text.splitlines(keepends=True))}
+    cell = rows[rec]["attachments"].splitlines()
+    sha = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in (photo, notice)}
+    for name in ("van.jpg", "notice.pdf"):
+        aid = by_name[name]["id"]
+        path = files / rec / aid / name
+        assert path.read_bytes() == (tmp_path / name).read_bytes()
+        assert any(
+            line.startswith(f"{files}/{rec}/{aid}/{name} sha256:{sha[name]}") for line in cell
+        )
+    stripped = files / rec / by_name["van.jpg"]["id"] / "stripped-van.jpg"
+    assert has_metadata(stripped.read_bytes()) == []
+    assert "gps" in has_metadata((files / rec / by_name["van.jpg"]["id"] / "van.jpg").read_bytes())
+    assert not (files / rec / by_name["notice.pdf"]["id"] / "stripped-notice.pdf").exists()
+    # A re-key leaves every chunk as it was, and a coordinator with nothing kept still
+    # opens the files (the attachment keys came with the re-sealed descriptors).
+    assert _chunk_files(data_dir) == before
+    admin.run("rotate", "--rekey")
+    assert _chunk_files(data_dir) == before
+    late = team.enroll(admin, "late", "coordinator")
+    late.run("sync")
+    again = late.run("open", rec, "--out", str(tmp_path / "late"))
+    assert (tmp_path / "late" / "notice.pdf").read_bytes() == notice.read_bytes()
+    assert "verified" in again.out
+
+
+def _notice_chunks(dev: Any, record_id: str) -> list[str]:
+    """The chunk ids of a record's largest attachment, read from the coordinator's
+    replica the way a lawyer's expert could (through the pure core)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json,sys\n"
+        "from client_sync.device import unlocked\n"
+        "from client_sync.replica.files import record_files\n"
+        "with unlocked() as s:\n"
+        "    r = s.reading_replica('x')\n"
+        "    out = [h[0].value for h in record_files(r, sys.argv[1]).values()]\n"
+        "    big = max(out, key=lambda d: d['size'])\n"
+        "    print(json.dumps(big['chunks']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, record_id],
+        env=dev.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return list(json.loads(proc.stdout))

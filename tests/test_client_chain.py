@@ -33,7 +33,15 @@ def test_withheld_and_altered_bundles_are_reported(proxied: tuple[Team, LyingPro
         body["bundles"] = kept
         return status_code, body
 
+    def alter_one(status_code: int, bundle: Any) -> tuple[int, Any]:
+        status_code, body = withhold_and_alter(status_code, {"bundles": [bundle]})
+        return status_code, body["bundles"][0]
+
     proxy.lie("GET", r"/changes$", withhold_and_alter)
+    # The same lies where a missing bundle is asked for by device and number.
+    gone = {"error": {"code": "unknown_bundle", "message": "no such bundle"}}
+    proxy.lie("GET", rf"/bundles/{device}/2$", lambda _s, _b: (404, gone))
+    proxy.lie("GET", rf"/bundles/{device}/4$", alter_one)
     result = admin.run("sync")
     warnings = result.err.strip().splitlines()
     assert f"warning: device {device}: bundle 2 missing between 1 and 3" in warnings

@@ -262,8 +262,12 @@ def test_a_revoked_device(team: Team, admin: Device) -> None:
     gone.run("add", "picket", *PICKET, "--set", "attendance=7")
     admin.run("revoke", team.ids["lost-phone"])
     result = gone.run("sync", check=False)
-    assert_one_line_error(result, NOT_ALLOWED, "revoked")
-    assert status(gone)["outbox"] == 1
+    assert_one_line_error(result, NOT_ALLOWED, "revoked", "1 sealed capture(s)", "destroyed")
+    # It verified its revocation in the key log: it keeps nothing it can no longer deliver.
+    st = status(gone)
+    assert (st["status"], st["outbox"], st["awaiting_receipt"]) == ("revoked", 0, 0)
+    refused = gone.run("add", "picket", *PICKET, check=False)
+    assert_one_line_error(refused, NOT_ALLOWED, "revoked", "nothing was sealed")
 
 
 @pytest.mark.parametrize(

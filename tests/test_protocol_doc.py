@@ -52,6 +52,11 @@ def size_table() -> str:
         ("a text value of a record", f"1 to {records.MAX_TEXT} code points"),
         ("a request nonce", "16 to 64 characters"),
         ("a request's `created`", f"within {httpsig.WINDOW_SECONDS} s of the server's clock"),
+        ("receipts in one post", f"1 to {_n(wire.MAX_RECEIPTS_PER_POST)}"),
+        (
+            "events of a log posted to recreate a workspace",
+            f"1 to {_n(wire.MAX_RECREATE_EVENTS)}",
+        ),
         (
             "an attachment's `chunk_size`",
             f"a power of two from {attachment.MIN_CHUNK_SIZE} to"

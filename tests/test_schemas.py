@@ -170,9 +170,18 @@ def test_key_log_events_load_and_bodies_are_checked_per_kind() -> None:
 
 
 def test_changes_response() -> None:
-    answer = {"bundles": [{**BUNDLE, "change": 7}], "next": 7, "done": True}
+    answer = {
+        "bundles": [{**BUNDLE, "change": 7}],
+        "next": 7,
+        "done": True,
+        "incarnation": ID,
+        "last": 7,
+    }
     assert ChangesResponseSchema().load(answer) == answer
     assert list(errors(ChangesResponseSchema(), {**answer, "next": -1})) == ["next"]
+    assert list(errors(ChangesResponseSchema(), {**answer, "last": "7"})) == ["last"]
+    no_incarnation = {k: v for k, v in answer.items() if k != "incarnation"}
+    assert list(errors(ChangesResponseSchema(), no_incarnation)) == ["incarnation"]
 
 
 def test_error_messages_name_the_path() -> None:

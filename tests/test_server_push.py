@@ -11,6 +11,7 @@ import pytest
 from serverkit import Kit, Member, db_state, wire_with_change
 
 from protocol import crypto, hlc
+from protocol.encoding import b64d
 from protocol.merge import CellMeta, merge
 from protocol.model import Bundle, Cell
 from server import ingest
@@ -58,15 +59,24 @@ def test_changes_paging(kit: Kit, vol: Member, coord: Member) -> None:
     bundles = [kit.seal(vol, {"n": i}) for i in range(7)]
     kit.push(vol, bundles)
     first = kit.changes(coord, since=0, limit=3).body
+    inc = first["incarnation"]  # random per database, the same on every page
+    assert len(b64d(inc, length=16)) == 16
+    feed = {"incarnation": inc, "last": 7}
     assert first == {
         "bundles": [wire_with_change(b, i + 1) for i, b in enumerate(bundles[:3])],
         "next": 3,
         "done": False,
+        **feed,
     }
     last = kit.changes(coord, since=6, limit=3).body
-    assert last == {"bundles": [wire_with_change(bundles[6], 7)], "next": 7, "done": True}
-    assert kit.changes(coord, since=7).body == {"bundles": [], "next": 7, "done": True}
-    assert kit.changes(coord, since=100).body == {"bundles": [], "next": 100, "done": True}
+    assert last == {"bundles": [wire_with_change(bundles[6], 7)], "next": 7, "done": True, **feed}
+    assert kit.changes(coord, since=7).body == {"bundles": [], "next": 7, "done": True, **feed}
+    assert kit.changes(coord, since=100).body == {
+        "bundles": [],
+        "next": 100,
+        "done": True,
+        **feed,
+    }
     for bad in ("since=-1", "limit=0", "limit=1001", "since=x", "limit=2.5"):
         resp = kit.request("GET", kit.path("changes", bad), coord)
         assert (resp.status, resp.code) == (400, "invalid_request"), bad

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from .. import operations, outbox
 from .kit import cli, emit, type_option, unlocked
 
 
@@ -30,6 +29,8 @@ def attach(
 
     Example: fieldsync attach 6JrG1k2m9bq8ZQ0bq1cV_w van.jpg notice.pdf --caption "Gate 2"
     """
+    from .. import operations, outbox
+
     outbox.check_record_id(record_id)
     paths = [Path(f) for f in files]
     with unlocked() as s:
@@ -59,7 +60,42 @@ def detach(record_id: str, attachment_id: str, record_type: str | None, purge: b
 
     Example: fieldsync detach 6JrG1k2m9bq8ZQ0bq1cV_w q2Jc5bq8ZQ0bq1cV_w6JrG
     """
+    from .. import operations, outbox
+
     outbox.check_record_id(record_id)
     with unlocked() as s:
         rtype = operations.detach(s, record_id, attachment_id, record_type, purge)
     emit(f"sealed the removal of attachment {attachment_id} from {rtype} {record_id}")
+
+
+@cli.command("open")
+@click.argument("record_id")
+@click.option(
+    "--out",
+    "out_dir",
+    metavar="DIR",
+    default=".",
+    show_default=True,
+    help="Where to write the files (created if missing).",
+)
+def open_command(record_id: str, out_dir: str) -> None:
+    """Coordinator: fetch a record's attachments, verify them, write them into DIR.
+
+    Every chunk is checked as it arrives, the whole file against the SHA-256 sealed at
+    capture; verified files are kept in the encrypted replica, so a second open needs
+    no network. A file the server altered, cut, reordered or took from another
+    attachment is refused (exit 5) with a code that says which. Prints each file's
+    path and verified SHA-256.
+
+    Example: fieldsync open 6JrG1k2m9bq8ZQ0bq1cV_w --out ./evidence
+    """
+    from .. import operations, outbox
+
+    outbox.check_record_id(record_id)
+    with unlocked() as s:
+        opened = operations.open_attachments(s, record_id, Path(out_dir))
+    if not opened:
+        emit(f"record {record_id} has no attachments")
+        return
+    for o in opened:
+        emit(f"{o.path}  sha256:{o.sha256}  verified ({o.descriptor.size:,} bytes)")

@@ -8,15 +8,24 @@ from typing import Any
 
 import click
 
-from schemas.records import RECORD_TYPES, RecordError, load_fields, specs
-
-from .. import operations, outbox
 from ..errors import UsageError
-from .kit import cli, emit, format_option, set_option, type_option, unlocked, values_of
+from .ids import IdCommand
+from .kit import (
+    RECORD_TYPE_NAMES,
+    cli,
+    emit,
+    format_option,
+    set_option,
+    type_option,
+    unlocked,
+    values_of,
+)
 
 
 def _fields_help() -> str:
     """The fields of every type, for `add --help` (the schema is the one source)."""
+    from schemas.records import RECORD_TYPES, specs
+
     lines = ["\b", "Fields (* required on add):"]
     for rtype in RECORD_TYPES:
         names = []
@@ -28,9 +37,21 @@ def _fields_help() -> str:
     return "\n".join(lines)
 
 
+class AddCommand(IdCommand):
+    """`add`, whose help lists every field of every type, read from the schema only when
+    the help is shown (so that the command line starts without loading the schemas)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(_fields_help())
+
+
 def _prompt_values(record_type: str) -> dict[str, Any]:
     """Ask for each field on the terminal: required ones first, choices listed, a blank
     answer skips an optional field, a wrong value is asked again at once."""
+    from schemas.records import RecordError, load_fields, specs
+
     values: dict[str, Any] = {}
     ordered = sorted((f for f in specs(record_type) if f.capture), key=lambda f: not f.required)
     click.echo(f"A new {record_type}. Required fields are marked *; Enter skips the others.")
@@ -56,8 +77,8 @@ def _prompt_values(record_type: str) -> dict[str, Any]:
     return values
 
 
-@cli.command(epilog=_fields_help())
-@click.argument("record_type", metavar="TYPE", type=click.Choice(list(RECORD_TYPES)))
+@cli.command(cls=AddCommand)
+@click.argument("record_type", metavar="TYPE", type=click.Choice(RECORD_TYPE_NAMES))
 @set_option
 @click.option("--json", "json_file", metavar="FILE", help="Field values as one JSON object.")
 def add(record_type: str, pairs: tuple[str, ...], json_file: str | None) -> None:
@@ -67,6 +88,8 @@ def add(record_type: str, pairs: tuple[str, ...], json_file: str | None) -> None
 
     Example: fieldsync add picket --set date=2026-12-04 --set place="Consulate gate"
     """
+    from .. import operations, outbox
+
     values = values_of(pairs, json_file)
     if not values:
         if not sys.stdin.isatty():
@@ -96,6 +119,8 @@ def edit(record_id: str, record_type: str | None, pairs: tuple[str, ...]) -> Non
 
     Example: fieldsync edit 6JrG1k2m9bq8ZQ0bq1cV_w --set released_at=2026-12-04T21:10
     """
+    from .. import operations, outbox
+
     outbox.check_record_id(record_id)
     values = values_of(pairs)
     if not values:
@@ -121,6 +146,8 @@ def delete(record_id: str, record_type: str | None, purge: bool) -> None:
 
     Example: fieldsync delete 6JrG1k2m9bq8ZQ0bq1cV_w
     """
+    from .. import operations, outbox
+
     outbox.check_record_id(record_id)
     with unlocked() as s:
         rtype = operations.delete(s, record_id, record_type, purge)
@@ -136,10 +163,13 @@ def delete(record_id: str, record_type: str | None, purge: bool) -> None:
 )
 @format_option("text", "json")
 def outbox_command(discard_id: str | None, fmt: str) -> None:
-    """What this device still has to send: type and time of each capture, never its content.
+    """What this device still has to send, and what it sent that no coordinator has
+    confirmed yet: type and time of each capture, never its content.
 
     Example: fieldsync outbox --format json
     """
+    from .. import operations
+
     with unlocked() as s:
         if discard_id is not None:
             gone = operations.discard(s, discard_id)
@@ -152,9 +182,19 @@ def outbox_command(discard_id: str | None, fmt: str) -> None:
         emit("nothing waits to be sent")
         return
     for i in items:
-        mark = "" if i.discardable else "  (a later capture builds on it)"
+        if i.state == "sent":
+            mark = "  (sent, waiting for a coordinator's receipt)"
+        else:
+            mark = "" if i.discardable else "  (a later capture builds on it)"
         emit(f"{i.seq:>5}  {i.at or '?':20}  {i.action:8} {i.record_type:10} {i.bundle_id}{mark}")
-    emit(f"{len(items)} capture(s) wait to be sent: run `fieldsync sync`")
+    unsent = sum(i.state == "waiting" for i in items)
+    if unsent:
+        emit(f"{unsent} capture(s) wait to be sent: run `fieldsync sync`")
+    if len(items) > unsent:
+        emit(
+            f"{len(items) - unsent} sent capture(s) are kept, sealed, until a coordinator"
+            " confirms it holds them"
+        )
 
 
 @cli.command("name")
@@ -164,6 +204,8 @@ def name_command(device_name: str) -> None:
 
     Example: fieldsync name "Asel's phone"
     """
+    from .. import operations
+
     with unlocked() as s:
         clean = operations.name_device(s, device_name)
     emit(f"this device is now named {clean!r}; `fieldsync sync` sends it")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from schemas.records import RecordError, load_device_name
-
-from .. import enrol, operations
-from ..device import Session
 from ..errors import UsageError
-from ..profile import Profile, new_profile
 from .kit import cli, emit, unlocked
+
+if TYPE_CHECKING:
+    from ..profile import Profile
+
+INVITE_HOURS = 24 * 7  # client_sync.enrol.INVITE_HOURS, named here so `--help` loads no core
 
 DEVICE_NAME_HELP = (
     "A name for this device that the workspace's coordinators see (the server never"
@@ -19,6 +21,8 @@ DEVICE_NAME_HELP = (
 
 
 def _check_name(device_name: str | None) -> None:
+    from schemas.records import RecordError, load_device_name
+
     if device_name is not None:
         try:
             load_device_name(device_name)
@@ -28,6 +32,9 @@ def _check_name(device_name: str | None) -> None:
 
 def _name(prof: Profile, device_name: str | None) -> None:
     """Seal the new device's name into its outbox (sent with its first sync)."""
+    from .. import operations
+    from ..device import Session
+
     if device_name:
         s = Session(prof)
         try:
@@ -47,6 +54,9 @@ def init(server: str, name: str, code: str, device_name: str | None) -> None:
     Example: fieldsync init --server http://127.0.0.1:8000 --workspace "Picket log" --code CODE
     """
     from protocol.keylog import safety_number
+
+    from .. import enrol
+    from ..profile import new_profile
 
     enrol.normalize_server(server)  # a malformed URL fails before any passphrase prompt
     _check_name(device_name)
@@ -69,6 +79,9 @@ def join(invite_text: str, name: str | None, device_name: str | None) -> None:
     Example: fieldsync join fieldsync-invite:eyJ... --device-name "Asel's phone"
     """
     from protocol.keylog import safety_number
+
+    from .. import enrol
+    from ..profile import new_profile
 
     enrol.read_invite(invite_text)  # a damaged invite fails before any passphrase prompt
     _check_name(device_name)
@@ -94,7 +107,7 @@ def join(invite_text: str, name: str | None, device_name: str | None) -> None:
     "--expires-in",
     "hours",
     type=float,
-    default=enrol.INVITE_HOURS,
+    default=INVITE_HOURS,
     show_default=True,
     metavar="HOURS",
     help="Hours until the invite expires.",
@@ -106,6 +119,8 @@ def invite(role: str, qr_path: str | None, hours: float) -> None:
 
     Example: fieldsync invite --role volunteer --qr invite.png
     """
+    from .. import enrol, operations
+
     enrol.check_invite_hours(hours)
     with unlocked() as s:
         text = operations.invite(s, role, hours)

@@ -8,19 +8,25 @@ captures, sync, status), `read.py` (the coordinator's view) and `roster.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from schemas.records import RECORD_TYPES
-
-from ..device import Session, unlocked
 from ..errors import EXIT_CODES, UsageError
 from .ids import IdCommand
 
+if TYPE_CHECKING:
+    from ..device import Session
+
 __all__ = ["Session", "unlocked"]
+
+# The record types of schemas/records.py, named here so that the command line starts
+# without loading the schemas (a test keeps the two the same).
+RECORD_TYPE_NAMES = ["picket", "detention", "relative"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +46,7 @@ def format_option(*choices: str) -> Callable[[F], F]:
 
 def type_option(help_text: str) -> Callable[[F], F]:
     return click.option(
-        "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help=help_text
+        "--type", "record_type", type=click.Choice(RECORD_TYPE_NAMES), help=help_text
     )
 
 
@@ -81,6 +87,15 @@ def emit(text: str) -> None:
 
 def warn(text: str) -> None:
     click.echo(f"warning: {text}", err=True)
+
+
+@contextlib.contextmanager
+def unlocked(home: Path | None = None) -> Iterator[Session]:
+    """The device core's `unlocked`, imported when a command runs (not at `--help`)."""
+    from ..device import unlocked as core_unlocked
+
+    with core_unlocked(home) as s:
+        yield s
 
 
 def session(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,41 +1,116 @@
-"""`fieldsync` commands of coordinators: the merged records, conflicts, export."""
+"""`fieldsync` commands of coordinators: the merged records, conflicts, export.
+
+Thin over the read layer (`client_sync/view.py`), which the workbench uses too:
+`records` streams (or pages, with a filter or a sort), `show` reads one record
+through indexes, `conflicts` reads the index of open conflicts.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from schemas.records import RECORD_TYPES
-
-from .. import operations, outbox, view
 from ..errors import CliError, UsageError
-from ..vault import write_atomic
-from .kit import Session, cli, emit, format_option, session, unlocked
+from .kit import RECORD_TYPE_NAMES, cli, emit, format_option, session, unlocked, warn
 
-# --- the coordinator's view -----------------------------------------------------------
+if TYPE_CHECKING:
+    from .. import view
+    from ..device import Session
+
+
+def _csv_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    from .. import view
+
+    cols = view.export_columns()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for n, rec in enumerate(records):
+        writer.writerow(view.csv_row(rec, cols))
+        if n % 200 == 199:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _json_lines(records: Iterable[view.Record]) -> Iterator[str]:
+    from . import render
+
+    return render.json_array(rec.as_json() for rec in records)
 
 
 @cli.command()
+@click.option("--type", "record_type", type=click.Choice(RECORD_TYPE_NAMES), help="Only this type.")
+@click.option("--search", default="", metavar="TEXT", help="Only records with these words.")
+@click.option("--sort", "sort_field", metavar="FIELD", help="Order by this field.")
+@click.option("--desc", is_flag=True, help="Descending order.")
 @click.option(
-    "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help="Only this type."
+    "--only",
+    type=click.Choice(["conflicts", "duplicates", "invalid"]),  # view.MARKERS
+    help="Only records with this marker.",
 )
-@format_option("table", "json", "csv")
+@click.option("--hide-deleted", is_flag=True, help="Leave deleted records out.")
+@click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N records.")
+@click.option("--offset", type=click.IntRange(0), default=0, metavar="N", help="Skip N first.")
+@format_option("table", "text", "json", "csv")
 @session
-def records(s: Session, record_type: str | None, fmt: str) -> None:
-    """Coordinator: the merged records, with open conflicts and likely duplicates.
+def records(
+    s: Session,
+    record_type: str | None,
+    search: str,
+    sort_field: str | None,
+    desc: bool,
+    only: str | None,
+    hide_deleted: bool,
+    limit: int | None,
+    offset: int,
+    fmt: str,
+) -> None:
+    """Coordinator: the merged records, with open conflicts, likely duplicates and values
+    that fail their schema marked. Streams every record in capture order, or a page.
 
-    Example: fieldsync records --type detention --format json
+    Example: fieldsync records --type detention --search "Айгүл" --sort detained_at --format json
     """
+    from .. import view
+    from . import render
+
+    if (sort_field or desc) and record_type is None:
+        raise UsageError("--sort and --desc need --type (each type has its own fields)")
     replica = s.reading_replica("read records")
-    recs = view.merged_records(replica, record_type)
-    if fmt == "json":
-        emit(view.to_json(recs))
-    elif fmt == "csv":  # the sheet `export --format csv` writes, on standard output
-        click.echo(operations.export(s, "csv", record_type, bom=False)[0], nl=False)
+    if search or sort_field or desc or only or limit is not None or offset:
+        query = view.Query(
+            record_type, search, sort_field, desc, not hide_deleted, only, offset,
+            limit if limit is not None else 2**62,
+        )  # fmt: skip
+        recs: Iterable[view.Record] = view.records_page(replica, query).records
     else:
-        emit(view.records_table(recs))
+        recs = view.iter_records(replica, record_type, include_deleted=not hide_deleted)
+    chunks: Iterable[str]
+    if fmt == "json":
+        chunks = itertools.chain(_json_lines(recs), ["\n"])
+    elif fmt == "csv":  # the sheet `export --format csv` writes, on standard output
+        from .. import operations
+
+        chunks = operations.export(
+            s, "csv", record_type, deleted=not hide_deleted, bom=False, records=recs
+        )
+    else:
+        lines = (
+            render.records_table(recs, record_type) if fmt == "table" else render.records_text(recs)
+        )
+        chunks = (line + "\n" for line in lines)
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
 
 
 @cli.command()
@@ -43,28 +118,46 @@ def records(s: Session, record_type: str | None, fmt: str) -> None:
 @format_option("text", "json")
 @session
 def show(s: Session, record_id: str, fmt: str) -> None:
-    """Coordinator: one record's fields, open conflicts, duplicates and history.
+    """Coordinator: one record's fields, open values, links both ways, duplicates, history.
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
+    from .. import outbox, view
+    from . import render
+
     replica = s.reading_replica("read records")
-    rec = view.show(replica, outbox.check_record_id(record_id))
-    if rec is None:
+    detail = view.record_detail(replica, outbox.check_record_id(record_id))
+    if detail is None:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-    emit(view.to_json(rec) if fmt == "json" else view.show_text(rec))
+    from .. import operations
+
+    names = operations.device_names(s)
+    if fmt == "json":
+        emit(json.dumps(detail.as_json(names), ensure_ascii=False, indent=2))
+    else:
+        emit(render.show_text(detail, names))
 
 
 @cli.command()
 @format_option("text", "json")
 @session
 def conflicts(s: Session, fmt: str) -> None:
-    """Coordinator: every field with more than one open value, winner first.
+    """Coordinator: every field with more than one open value, oldest first, winner first.
 
     Example: fieldsync conflicts --format json
     """
+    from .. import view
+    from . import render
+
     replica = s.reading_replica("read conflicts")
-    items = view.conflicts(replica, operations.device_names(s))
-    emit(view.to_json(items) if fmt == "json" else view.conflicts_table(items))
+    items = view.conflict_queue(replica)
+    from .. import operations
+
+    names = operations.device_names(s)
+    if fmt == "json":
+        emit(json.dumps([c.as_json(names) for c in items], ensure_ascii=False, indent=2))
+    else:
+        emit(render.conflicts_table(items, names))
 
 
 @cli.command()
@@ -77,6 +170,8 @@ def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> 
 
     Example: fieldsync resolve 6JrG1k2m9bq8ZQ0bq1cV_w attendance --keep 1
     """
+    from .. import operations, outbox
+
     if (value is None) == (keep is None):
         raise UsageError("give exactly one of --value VALUE or --keep N")
     outbox.check_record_id(record_id)
@@ -91,24 +186,79 @@ def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), required=True)
 @click.option("--out", "out_path", required=True, metavar="PATH", help="File to write.")
+@click.option("--type", "record_type", type=click.Choice(RECORD_TYPE_NAMES), help="Only this type.")
+@click.option("--deleted", is_flag=True, help="Include deleted records (a CSV column says).")
 @click.option(
-    "--type", "record_type", type=click.Choice(list(RECORD_TYPES)), help="Only this type."
+    "--attachments",
+    "files_dir",
+    metavar="DIR",
+    help="Also fetch, verify and write the records' attachments into DIR.",
 )
-@click.option("--deleted", is_flag=True, help="CSV: include deleted records (a column says).")
-def export(fmt: str, out_path: str, record_type: str | None, deleted: bool) -> None:
+@click.option(
+    "--strip-metadata",
+    is_flag=True,
+    help="With --attachments: also a copy of each photo without EXIF, GPS or comments.",
+)
+def export(
+    fmt: str,
+    out_path: str,
+    record_type: str | None,
+    deleted: bool,
+    files_dir: str | None,
+    strip_metadata: bool,
+) -> None:
     """Coordinator: write the merged records to a file (plaintext: handle with care).
 
-    CSV is one sheet per --type (or all types in one), open conflicts marked.
+    CSV is one sheet of a --type (or of all types), open conflicts marked. With
+    --attachments, each file is written as DIR/RECORD_ID/ATTACHMENT_ID/NAME after its
+    chunks and its SHA-256 verified, and listed beside its record with that SHA-256.
 
     Example: fieldsync export --format csv --type detention --out detentions.csv
     """
+    from .. import operations
+
+    if strip_metadata and files_dir is None:
+        raise UsageError("--strip-metadata needs --attachments DIR (it strips copies of them)")
+    files = Path(files_dir) if files_dir is not None else None
     with unlocked() as s:
-        text, count = operations.export(s, fmt, record_type, deleted=deleted)
-    try:
-        write_atomic(Path(out_path), text.encode("utf-8"))
-    except OSError as exc:
-        raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
+        out = operations.export(
+            s,
+            fmt,
+            record_type,
+            deleted=deleted,
+            files=files,
+            files_shown=files_dir,
+            strip=strip_metadata,
+        )
+        try:
+            _write_atomic(Path(out_path), out)
+        except OSError as exc:
+            raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
     emit(
-        f"exported {count} record(s) to {out_path};"
+        f"exported {out.count} record(s) to {out_path};"
         " it is plaintext: keep it where the records may be"
     )
+    if out.files is not None:
+        emit(
+            f"wrote {out.files.files} verified attachment file(s) into {files_dir};"
+            " they are plaintext too"
+            + (" (stripped copies beside photos)" if strip_metadata else "")
+        )
+        for line in out.files.warnings:
+            warn(line)
+
+
+def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Stream `chunks` into a new file beside `path`, then put it in place."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import click
 
-from .. import keyring, operations, view
-from .. import rekey as rekeying
 from ..errors import UsageError
-from ..profile import LOCK_FILE, REPLICA_FILE, VAULT_FILE, home_dir
 from .kit import cli, emit, format_option, unlocked, warn
+
+REKEY_PAGE = 200  # client_sync.rekey.PAGE, named here so `--help` loads no core
 
 # --- the roster -----------------------------------------------------------------------
 
@@ -26,13 +26,15 @@ def devices(fmt: str) -> None:
 
     Example: fieldsync devices --format json
     """
+    from .. import keyring, operations  # noqa: F401 -- when the command runs
+
     with unlocked() as s:
         items, offline = operations.devices(s)
         me = s.prof.device_id
     if offline:
         warn(offline)
     if fmt == "json":
-        emit(view.to_json(items))
+        emit(json.dumps(items, ensure_ascii=False, indent=2))
         return
     width = max((len(d["name"] or "") for d in items), default=0)
     for d in items:
@@ -50,6 +52,8 @@ def approve(device_id: str) -> None:
 
     Example: fieldsync approve 3q2-7wX1Hc0Kd8pZ4hF1Ag
     """
+    from .. import keyring, operations  # noqa: F401 -- when the command runs
+
     with unlocked() as s:
         operations.approve(s, device_id)
     emit(f"approved {device_id}: it can now pull and decrypt after `fieldsync sync`")
@@ -63,13 +67,15 @@ def revoke(device_id: str, rekey: bool) -> None:
 
     Example: fieldsync revoke 3q2-7wX1Hc0Kd8pZ4hF1Ag --rekey
     """
+    from .. import keyring, operations  # noqa: F401 -- when the command runs
+
     with unlocked() as s:
         rotated = operations.revoke(s, device_id)
         emit(f"revoked {device_id}")
         if rotated:
             emit(f"rotated the epoch key: now epoch {s.prof.log().current_epoch}")
             if rekey:
-                emit(f"re-keyed {operations.rekey(s, rekeying.PAGE)} stored bundle(s)")
+                emit(f"re-keyed {operations.rekey(s, REKEY_PAGE)} stored bundle(s)")
 
 
 @cli.command()
@@ -78,7 +84,7 @@ def revoke(device_id: str, rekey: bool) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1000),
-    default=rekeying.PAGE,
+    default=REKEY_PAGE,
     show_default=True,
     help="Bundles per re-key page (one server transaction each).",
 )
@@ -87,6 +93,8 @@ def rotate(rekey: bool, resume: bool, batch_size: int) -> None:
 
     Example: fieldsync rotate --rekey
     """
+    from .. import keyring, operations
+
     if resume and not rekey:
         raise UsageError("--resume goes with --rekey")
     with unlocked() as s:
@@ -98,12 +106,33 @@ def rotate(rekey: bool, resume: bool, batch_size: int) -> None:
             emit(f"re-keyed {operations.rekey(s, batch_size)} stored bundle(s)")
 
 
+@cli.command()
+@click.option("--code", required=True, help="A one-time code from the server operator.")
+def recreate(code: str) -> None:
+    """Admin: rebuild a workspace the server lost (no backup) from this device's key log.
+
+    Every device then re-sends, at its next sync, what it still keeps.
+
+    Example: fieldsync recreate --code 9Xq2-kTz0Pw7bLm4
+    """
+    from .. import operations
+
+    with unlocked() as s:
+        length, ws = operations.recreate(s, code)
+    emit(
+        f"recreated workspace {ws} from this device's key log ({length} events); devices"
+        " re-send what they keep at their next sync: run `fieldsync sync`"
+    )
+
+
 @cli.command("safety-number")
 def safety_number() -> None:
     """Fetch and verify the key log; print its safety number to compare between devices.
 
     Example: fieldsync safety-number
     """
+    from .. import keyring, operations  # noqa: F401 -- when the command runs
+
     with unlocked() as s:
         emit(operations.safety_number(s))
 
@@ -119,9 +148,11 @@ def wipe(yes: bool) -> None:
         raise UsageError(
             "wipe destroys this device's keys and any unsent captures: rerun with --yes"
         )
+    from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
+
     home = home_dir()
     removed = 0
-    for name in (VAULT_FILE, REPLICA_FILE):
+    for name in (VAULT_FILE, *REPLICA_FILES):
         path = home / name
         if path.exists():
             _shred(path)

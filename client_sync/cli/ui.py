@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from ..device import Device
 from .kit import cli, emit
 
 
@@ -30,6 +29,7 @@ def ui(port: int, no_browser: bool, idle: float) -> None:
 
     Example: fieldsync ui --no-browser
     """
+    from ..device import Device
     from ..profile import VAULT_FILE, home_dir
     from ..web import serve
 

@@ -60,13 +60,15 @@ def _pickets() -> list[tuple[str, str]]:
         if s.prof.is_keyholder and s.prof.me().status == "active":
             replica = s.writable_replica()
             if replica is not None:
-                recs = view.merged_records(replica, "picket")
-                recs = [r for r in recs if not r["deleted"]][-50:]
+                # The fifty pickets captured last: one page of the read layer.
+                recent_page = view.records_page(
+                    replica, view.Query("picket", descending=True, limit=50, count=False)
+                )
                 seen = {rid for rid, _ in out}
-                for r in reversed(recs):
-                    if r["id"] not in seen:
-                        label = f"{r['fields'].get('date', '')} · {r['fields'].get('place', '')}"
-                        out.append((r["id"], label))
+                for r in recent_page.records:
+                    if r.id not in seen:
+                        label = f"{r.fields.get('date', '')} · {r.fields.get('place', '')}"
+                        out.append((r.id, label))
     return out
 
 

@@ -153,8 +153,15 @@ def download(name: str) -> Response:
     if fmt not in ("csv", "json"):
         abort(404)
     q = _query()
+    filtered = bool(q.text or q.sort or request.args.get("type") == data.OTHER)
     with reading() as s:
-        body, filename = data.export(s, _keyholder_replica(s), q, fmt, stem)
-    resp = Response(body, mimetype="text/csv" if fmt == "csv" else "application/json")
-    resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        replica = _keyholder_replica(s)
+        chosen = data.every_row(replica, q) if filtered else None
+        rtype = q.record_type if q.record_type in RECORD_TYPES else None
+        body = "".join(operations.export(s, fmt, rtype, deleted=q.deleted, records=chosen))
+    resp = Response(
+        body.encode("utf-8"), mimetype="text/csv" if fmt == "csv" else "application/json"
+    )
+    safe = "".join(c for c in stem if c.isalnum() or c in "-_") or "records"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{safe}.{fmt}"'
     return resp

@@ -1,17 +1,19 @@
-"""What the review pages show, gathered from the replica: tables, one record, the queue.
+"""What the review pages show, read through the replica's indexes (`client_sync/view.py`).
 
-Values are checked against the record schema as they are shown: a value that does
-not validate (an `attendance` of "forty", as a buggy or hostile device could send)
-or a record of a type this version does not know is marked, never hidden or dropped.
+The pages cost what they show: a table is one page of the read layer (sorted by any
+field in any script, filtered over the decrypted values), a record reads its own
+rows, the queue reads the index of open conflicts. Values are judged against the
+record schema as they arrive: a value that does not validate (an `attendance` of
+"forty", as a buggy or hostile device could send) or a record of a type this version
+does not know is marked, never hidden or dropped.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.records import RECORD_TYPES, RecordError, load_fields, specs
+from schemas.records import RECORD_TYPES, specs
 
 from .. import operations, view
 from ..device import Session
@@ -93,141 +95,128 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def invalid_fields(record_type: str, values: dict[str, Any]) -> set[str]:
-    """The fields whose value does not validate against this version's schema."""
-    if record_type not in RECORD_TYPES:
-        return set(values)
-    bad: set[str] = set()
-    for name, value in values.items():
-        try:
-            load_fields(record_type, {name: value})
-        except RecordError:
-            bad.add(name)
-    return bad
+def _plain(rec: view.Record) -> dict[str, Any]:
+    return {"id": rec.id, "type": rec.type, "fields": rec.fields, "deleted": rec.deleted}
 
 
-def _matches(rec: dict[str, Any], text: str) -> bool:
-    needle = text.casefold()
-    return any(needle in as_text(v).casefold() for v in rec["fields"].values()) or (
-        needle == rec["id"].casefold()
+def _briefs(replica: Replica, ids: set[Any]) -> dict[str, str]:
+    wanted = sorted(i for i in ids if isinstance(i, str))
+    return {r.id: brief(_plain(r)) for r in view.load(replica, wanted, duplicates=False)}
+
+
+def _view_query(q: Query, offset: int, limit: int) -> view.Query:
+    rtype = view.UNKNOWN_TYPES if q.record_type == OTHER else q.record_type
+    known = {f.name for f in specs(q.record_type)} if q.record_type in RECORD_TYPES else set()
+    return view.Query(
+        record_type=rtype,
+        search=q.text,
+        sort=q.sort if q.sort in known else None,
+        descending=q.descending,
+        include_deleted=q.deleted,
+        offset=offset,
+        limit=limit,
     )
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (2, "")
-    if isinstance(value, bool):
-        return (0, int(value))
-    if isinstance(value, int):
-        return (0, value)
-    return (1, str(value).casefold())
-
-
-def _rows(replica: Replica, q: Query) -> list[Row]:
-    every = view.merged_records(replica)
-    dups = view.duplicates(every)
-    wanted = [
-        r
-        for r in every
-        if (r["type"] == q.record_type)
-        or (q.record_type == OTHER and r["type"] not in RECORD_TYPES)
-    ]
-    rows = []
-    for rec in wanted:
-        if rec["deleted"] and not q.deleted:
-            continue
-        if q.text and not _matches(rec, q.text):
-            continue
-        rows.append(
-            Row(
-                record_id=rec["id"],
-                record_type=rec["type"],
-                values=rec["fields"],
-                conflicts=set(rec["conflicts"]),
-                invalid=invalid_fields(rec["type"], rec["fields"]),
-                duplicates=dups.get(rec["id"], []),
-                deleted=rec["deleted"],
-                same_as=rec["fields"].get("same_as"),
-            )
-        )
-    if q.sort:
-        rows.sort(key=lambda r: _sort_key(r.values.get(q.sort)), reverse=q.descending)
-    return rows
+def _row(rec: view.Record) -> Row:
+    values = rec.fields
+    same = values.get("same_as")
+    return Row(
+        record_id=rec.id,
+        record_type=rec.type,
+        values=values,
+        conflicts=set(rec.conflicts),
+        invalid=set(rec.invalid),
+        duplicates=rec.duplicates,
+        deleted=rec.deleted,
+        same_as=same if isinstance(same, str) else None,
+    )
 
 
 def table(s: Session, replica: Replica, q: Query, per_page: int) -> Table:
-    rows = _rows(replica, q)
-    pages = max(1, -(-len(rows) // per_page))
-    page = min(q.page, pages)
-    start = (page - 1) * per_page
-    shown = rows[start : start + per_page]
-    linked = {r.values.get("picket_id") for r in shown} | {r.same_as for r in shown}
-    briefs = {}
-    if linked - {None}:
-        by_id = {r["id"]: r for r in view.merged_records(replica)}
-        briefs = {rid: brief(by_id.get(rid)) for rid in linked if isinstance(rid, str)}
-    return Table(shown, len(rows), page, pages, briefs)
+    page = view.records_page(replica, _view_query(q, (q.page - 1) * per_page, per_page))
+    total = page.total or 0
+    pages = max(1, -(-total // per_page))
+    rows = [_row(r) for r in page.records]
+    linked = {r.values.get("picket_id") for r in rows} | {r.same_as for r in rows}
+    return Table(rows, total, min(q.page, pages), pages, _briefs(replica, linked))
+
+
+def every_row(replica: Replica, q: Query) -> list[view.Record]:
+    """Every record the table's filter and order give, on all its pages (for exports)."""
+    return view.records_page(replica, _view_query(q, 0, 2**62)).records
 
 
 def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | None:
-    shown = view.show(replica, record_id)
-    if shown is None:
+    detail = view.record_detail(replica, record_id)
+    if detail is None:
         return None
+    rec = detail.record
     names = operations.device_names(s)
-    every = view.merged_records(replica)
-    by_id = {r["id"]: r for r in every}
-    linked_to = []
-    picket = shown["fields"].get("picket_id")
-    if isinstance(picket, str) and picket in by_id:
-        linked_to.append(by_id[picket])
-    linked_from = [r for r in every if r["fields"].get("picket_id") == record_id]
-    heads: dict[str, list[dict[str, Any]]] = {}
-    for h in shown["history"]:
-        h["device_name"] = names.get(h["device_id"])
-        h["at"] = view.hlc_time(h["hlc"])
-        if h["head"]:
-            heads.setdefault(h["field"], []).append(h)
-    conflicts = []
-    for name, values in shown["conflicts"].items():
-        ordered = sorted(
-            heads.get(name, []), key=lambda h: (h["hlc"], h["device_id"]), reverse=True
-        )
-        conflicts.append({"field": name, "values": ordered or [{"value": v} for v in values]})
+    linked = view.load(replica, [x["id"] for x in detail.links_out + detail.links_in], False)
+    by_id = {r.id: _plain(r) for r in linked}
+    history = [
+        {**h, "device_name": names.get(h["device_id"]), "at": view.hlc_time(h["hlc"])}
+        for h in detail.history
+    ]
+    conflicts = [
+        {
+            "field": name,
+            "values": [
+                {
+                    "value": v.value,
+                    "device_id": v.device_id,
+                    "device_name": names.get(v.device_id),
+                    "at": view.hlc_time(v.hlc),
+                }
+                for v in values
+            ],
+        }
+        for name, values in sorted(rec.values.items())
+        if len(values) > 1 and not name.startswith("_")
+    ]
+    dups = view.load(replica, rec.duplicates, False)
     return {
-        **shown,
-        "specs": specs(shown["type"]) if shown["type"] in RECORD_TYPES else [],
-        "invalid": invalid_fields(shown["type"], shown["fields"]),
+        **_plain(rec),
+        "conflicts": rec.conflicts,
+        "specs": specs(rec.type) if rec.type in RECORD_TYPES else [],
+        "invalid": set(rec.invalid),
         "conflict_list": conflicts,
-        "linked_to": linked_to,
-        "linked_from": linked_from,
-        "duplicate_records": [by_id[d] for d in shown["duplicates"] if d in by_id],
+        "linked_to": [by_id[x["id"]] for x in detail.links_out if x["id"] in by_id],
+        "linked_from": [by_id[x["id"]] for x in detail.links_in if x["id"] in by_id],
+        "duplicate_records": [_plain(r) for r in dups],
+        "history": history,
     }
 
 
 def conflict_queue(s: Session, replica: Replica) -> list[dict[str, Any]]:
-    """Every open conflict, the oldest first (by its oldest open value)."""
+    """Every open conflict, the oldest first."""
     names = operations.device_names(s)
-    items = view.conflicts(replica, names)
-    for item in items:
-        for n, v in enumerate(item["values"]):
-            v["n"] = n
-            v["at"] = view.hlc_time(v["hlc"])
-    items.sort(key=lambda i: min(v["hlc"] for v in i["values"]))
-    by_id = {r["id"]: r for r in view.merged_records(replica)} if items else {}
-    for item in items:
-        item["brief"] = brief(by_id.get(item["record_id"]))
-    return items
+    items = view.conflict_queue(replica)
+    briefs = _briefs(replica, {c.record_id for c in items})
+    return [
+        {
+            "record_id": c.record_id,
+            "type": c.type,
+            "field": c.field,
+            "brief": briefs.get(c.record_id, ""),
+            "values": [
+                {
+                    "n": n,
+                    "value": v.value,
+                    "device_id": v.device_id,
+                    "device_name": names.get(v.device_id),
+                    "at": view.hlc_time(v.hlc),
+                }
+                for n, v in enumerate(c.values)
+            ],
+        }
+        for c in items
+    ]
 
 
-def export(s: Session, replica: Replica, q: Query, fmt: str, stem: str) -> tuple[bytes, str]:
-    """The rows of `q` (every page) as CSV (UTF-8 with BOM) or JSON, and a file name."""
-    rows = _rows(replica, q)
-    names = operations.device_names(s)
-    if fmt == "json":
-        recs = [{"id": r.record_id, "type": r.record_type, "fields": r.values} for r in rows]
-        return json.dumps(recs, ensure_ascii=False, indent=2).encode("utf-8"), f"{stem}.json"
-    rtype = q.record_type if q.record_type in RECORD_TYPES else None
-    columns, every = view.type_rows(replica, rtype, deleted=q.deleted, names=names)
-    shown = {r.record_id for r in rows}
-    body = view.rows_csv(columns, [row for row in every if row[0] in shown])
-    return body.encode("utf-8"), f"{stem}.csv"
+def invalid_fields(record_type: str, values: dict[str, Any]) -> set[str]:
+    """For tests and tools: the fields whose value this version's schema refuses."""
+    from ..replica.values import problem
+
+    return {n for n, v in values.items() if problem(record_type, n, v) is not None}

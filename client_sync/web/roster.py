@@ -3,6 +3,8 @@ with rotation and re-key, this device's name, and the safety number."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import segno
 from flask import Blueprint, abort, redirect, request, url_for
 from markupsafe import Markup
@@ -10,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from schemas.records import N_
 
-from .. import enrol, keyring, operations, rekey, view
+from .. import enrol, keyring, operations, rekey
 from ..device import Session
 from ..errors import CliError
 from .app import device, jobs, page, reading, session
@@ -49,11 +51,16 @@ def devices() -> str:
 
 
 def _last_seen(s: Session) -> dict[str, str]:
-    """device id -> time of the newest capture from it this replica holds."""
-    replica = s.writable_replica() if s.prof.is_keyholder else None
-    if replica is None:
-        return {}
-    return {dev: view.hlc_time(stamp) for dev, stamp in replica.last_seen().items()}
+    """device id -> when it last synced, as far as this device knows: the time in the
+    last chain head it signed (a keyholder reads every device's at each sync), and
+    this device's own last sync."""
+    out = {
+        dev: datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+        for dev, at in s.prof.state.get("heads_at", {}).items()
+    }
+    if s.prof.state.get("last_sync"):
+        out[s.prof.device_id] = s.prof.state["last_sync"]
+    return out
 
 
 @bp.post("/devices/invite")

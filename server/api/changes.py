@@ -11,7 +11,7 @@ from .. import auth, store
 from ..auth import KEYHOLDER, signed
 from ..openapi import doc, query_int
 from ..store import bundles as stored
-from ..store import nonces
+from ..store import delivery, nonces
 from . import int_arg
 
 bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
@@ -36,10 +36,14 @@ def changes(ws: str) -> Response:
     nonces.note_pulled(auth.paths(), ws, g.caller.device.device_id, since)
     conn = auth.workspace_conn(ws)
     assert conn is not None
+    # Only a restore (with the server stopped) changes it: read outside the snapshot.
+    inc = delivery.incarnation(conn)
     budget = int(current_app.config["PAGE_BYTES"])
     with store.read(conn):
         end = stored.page_end(conn, since, limit, budget)
         page, nxt = ("[]", since) if end is None else (stored.changes(conn, ws, since, end), end)
         last = stored.last_change(conn)
-    body = f'{{"bundles":{page},"next":{nxt},"done":{"true" if last <= nxt else "false"}}}'
+    done = "true" if last <= nxt else "false"
+    # `incarnation` and `last` let a keyholder see a restored or recreated database.
+    body = f'{{"bundles":{page},"next":{nxt},"done":{done},"incarnation":"{inc}","last":{last}}}'
     return Response(body, mimetype="application/json")

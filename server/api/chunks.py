@@ -38,6 +38,15 @@ from ..store import nonces, valid_chunk_id
 from . import body_json, json_response, load
 
 bp = Blueprint("chunks", __name__, url_prefix="/v1/w/<ws>")
+# A chunk id in a path: its shape, so that schemathesis can make invalid ones too.
+CHUNK_ID_PATH = {
+    "chunk_id": {
+        "type": "string",
+        "minLength": 43,
+        "maxLength": 43,
+        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+    }
+}
 
 _missing = ChunksMissingRequestSchema()
 _release = ChunkReleaseRequestSchema()
@@ -94,6 +103,7 @@ def sweep(ws: str, conn: sqlite3.Connection, state: KeyLogState) -> int:
     "Store one sealed chunk; its id is the SHA-256 of its bytes (with the chunk-id label)."
     " Idempotent: a chunk already stored is `stored` again.",
     binary_request=True,
+    path=CHUNK_ID_PATH,
     response=ChunkStoredResponseSchema,
     errors=(400, 403, 410, 507),
 )
@@ -184,6 +194,7 @@ def missing(ws: str) -> Response:
 @doc(
     "The bytes of one chunk (application/octet-stream).",
     binary_response=True,
+    path=CHUNK_ID_PATH,
     errors=(400, 404, 410),
 )
 @signed(KEYHOLDER)
@@ -209,6 +220,7 @@ def get(ws: str, chunk_id: str) -> Response:
 @doc(
     "The signed release that lets this chunk go, as its device sent it.",
     response=ChunkReleaseDocSchema,
+    path=CHUNK_ID_PATH,
     errors=(400, 404),
 )
 @signed(KEYHOLDER)

@@ -21,6 +21,8 @@ A workspace database holds:
   removed attachments, and which chunks each lets go (`CHUNKS_DDL`).
 
 Request nonces live in a file of their own (`nonces.py`).
+
+Delivery: `meta`, `receipts`, `heads` (`DELIVERY_DDL`, server/store/delivery.py).
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ CREATE TABLE IF NOT EXISTS usage (
     bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+# Delivery: the database's incarnation (a random id, new whenever its data was
+# restored or recreated), each keyholder's latest signed receipt per device, and
+# each device's latest signed chain head. Also run on files made before them.
+DELIVERY_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (
+    device_id TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    receipt TEXT NOT NULL,
+    PRIMARY KEY (device_id, signer)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heads (
+    device_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+WORKSPACE_DDL += DELIVERY_DDL
 
 # Attachment chunks. Also run on files made before them (`chunks.ensure`).
 CHUNKS_DDL = """

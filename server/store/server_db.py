@@ -7,9 +7,11 @@ import hashlib
 import os
 import secrets
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .db import connect, write
+from .delivery import set_incarnation
 from .keylog import insert_event
 from .paths import Paths
 from .schema import create_server_tables, create_workspace_tables
@@ -61,8 +63,17 @@ def code_usable(paths: Paths, code: str) -> bool:
     return row is not None and row[0] is None
 
 
-def create_workspace(paths: Paths, ws: str, code: str, genesis: dict[str, Any], now: int) -> None:
-    """Create `<ws>.sqlite` holding the genesis, consuming the code in the same transaction.
+def create_workspace(
+    paths: Paths,
+    ws: str,
+    code: str,
+    genesis: dict[str, Any],
+    now: int,
+    later: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Create `<ws>.sqlite` holding the genesis (and, to recreate a lost workspace, the
+    verified events `later`), consuming the code in the same transaction. The file gets
+    a new incarnation.
 
     The file is built under a temporary name in rollback-journal mode (one file, so it
     can be renamed whole), fsynced, then linked to its final name, which fails if the
@@ -81,7 +92,7 @@ def create_workspace(paths: Paths, ws: str, code: str, genesis: dict[str, Any], 
                 raise CodeRefused()
             if final.exists():
                 raise WorkspaceExists()
-            _build(tmp, genesis)
+            _build(tmp, genesis, later)
             try:
                 os.link(tmp, final)
             except FileExistsError as exc:
@@ -102,7 +113,9 @@ def create_workspace(paths: Paths, ws: str, code: str, genesis: dict[str, Any], 
         conn.close()
 
 
-def _build(tmp: os.PathLike[str], genesis: dict[str, Any]) -> None:
+def _build(
+    tmp: os.PathLike[str], genesis: dict[str, Any], later: Sequence[Mapping[str, Any]]
+) -> None:
     db = sqlite3.connect(str(tmp), isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode = DELETE")
@@ -110,6 +123,9 @@ def _build(tmp: os.PathLike[str], genesis: dict[str, Any]) -> None:
         create_workspace_tables(db)
         with write(db):
             insert_event(db, genesis)
+            for event in later:
+                insert_event(db, event)
+            set_incarnation(db)
     finally:
         db.close()
 

@@ -1656,6 +1656,9 @@ def main() -> None:
     write("merge.json", interop.merge_vectors())
     write("ed25519.json", interop.ed25519_vectors())
     write("invite.json", interop.invite_vectors(keylog_doc))
+    import generate_delivery as delivery
+
+    write("receipt.json", delivery.delivery_vectors())
 
 
 if __name__ == "__main__":
