@@ -30,7 +30,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from protocol import attachment
 from protocol.errors import InvalidAttachment
@@ -122,18 +122,33 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# A file to attach: a path on this machine, or a name and an open binary stream (the
+# workbench's uploads, held in memory: never a temporary file).
+Source = Path | tuple[str, BinaryIO]
+
+
+def _opened(source: Source) -> tuple[str, BinaryIO, int]:
+    if isinstance(source, Path):
+        try:
+            fh: BinaryIO = open(source, "rb")
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        return source.name, fh, os.fstat(fh.fileno()).st_size
+    name, stream = source
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    return name, stream, size
+
+
 def seal_file(
-    folder: Path, path: Path, caption: str | None, written: list[Path]
+    folder: Path, source: Source, caption: str | None, written: list[Path]
 ) -> tuple[attachment.Descriptor, int]:
     """Seal one file into chunk files under `folder`, reading it once, a chunk at a
     time; returns its descriptor and the bytes its chunks take."""
-    name = file_name(path)
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    raw_name, fh, size = _opened(source)
+    name = file_name(Path(raw_name))
     with fh:
-        size = os.fstat(fh.fileno()).st_size
         if size > attachment.MAX_SIZE:
             raise CliError(
                 f"{name} is {size:,} bytes: an attachment is at most"
@@ -154,7 +169,7 @@ def seal_file(
         except InvalidAttachment as exc:
             raise CliError(f"{name} changed while it was being sealed: attach it again") from exc
     desc = sealer.descriptor(
-        name=name, media_type=media_type(path), captured_at=captured_now(), caption=caption
+        name=name, media_type=media_type(Path(name)), captured_at=captured_now(), caption=caption
     )
     return desc, stored
 
@@ -162,14 +177,14 @@ def seal_file(
 def attach(
     prof: Profile,
     record_id: str,
-    paths: list[Path],
+    sources: list[Source],
     given_type: str | None,
     caption: str | None,
     replica: Replica | None,
 ) -> list[Attached]:
     """Seal files as attachments of a record: one capture (one bundle), every file or
     none (a failure leaves no chunk file and no capture)."""
-    if not paths:
+    if not sources:
         raise UsageError("give at least one FILE to attach")
     record_id = outbox.check_record_id(record_id)
     record_type = outbox.record_type_of(prof, record_id, given_type, replica)
@@ -185,11 +200,9 @@ def attach(
     folder.mkdir(mode=0o700, exist_ok=True)
     written: list[Path] = []
     try:
-        sealed = [(seal_file(folder, p, caption, written), p) for p in paths]
+        sealed = [seal_file(folder, src, caption, written) for src in sources]
         _fsync_dir(folder)
-        writes = [
-            outbox.Write(attachment.file_field(d.id), d.to_value(), ()) for (d, _), _ in sealed
-        ]
+        writes = [outbox.Write(attachment.file_field(d.id), d.to_value(), ()) for d, _ in sealed]
         bundle = outbox.seal(prof, record_id, record_type, writes, replica, action="attach")
     except BaseException:
         for p in written:
@@ -197,7 +210,7 @@ def attach(
         raise
     kept = entries(prof)
     out = []
-    for (desc, nbytes), _ in sealed:
+    for desc, nbytes in sealed:
         kept[desc.id] = {
             "record_id": record_id,
             "bundle_id": bundle.bundle_id,

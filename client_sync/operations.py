@@ -55,10 +55,11 @@ def delete(s: Session, record_id: str, record_type: str | None, purge: bool = Fa
 
 
 def attach(
-    s: Session, record_id: str, files: list[Path], record_type: str | None, caption: str | None
+    s: Session, record_id: str, files: list[Any], record_type: str | None, caption: str | None
 ) -> list[Any]:
-    """Seal files as attachments of a record, at once; returns what was attached
-    (`attachments.Attached`: id, name, size, SHA-256, chunks)."""
+    """Seal files (paths, or a name and a binary stream: `attachments.Source`) as
+    attachments of a record, at once; returns what was attached (`attachments.Attached`:
+    id, name, size, SHA-256, chunks)."""
     from . import attachments
 
     made = attachments.attach(s.prof, record_id, files, record_type, caption, s.writable_replica())
@@ -66,11 +67,11 @@ def attach(
     return made
 
 
-def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:
+def fetch_attachments(s: Session, record_id: str) -> list[Any]:
     """Fetch a record's attachments (only what is not kept yet), check every chunk and the
-    whole file against the SHA-256 sealed at capture, keep them in the replica, and
-    write them into `out`; returns `fetching.Opened` per attachment. A file that fails
-    its checks raises `fetching.FetchError` (exit 5), naming what the server did."""
+    whole file against the SHA-256 sealed at capture, and keep them in the replica;
+    returns `(descriptor, verified SHA-256)` per attachment. A file that fails its checks
+    raises `fetching.FetchError` (exit 5), naming what the server did."""
     from . import fetching, outbox, view
     from .replica.files import FileCache
 
@@ -81,9 +82,22 @@ def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
     cache = FileCache(replica)
     client = s.client()
+    return [
+        (desc, fetching.fetch(s.prof, client, cache, desc))
+        for desc in fetching.descriptors(found[0].values)
+    ]
+
+
+def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:
+    """`fetch_attachments`, then write each verified file into `out`; returns
+    `fetching.Opened` per attachment."""
+    from . import fetching
+    from .replica.files import FileCache
+
+    fetched = fetch_attachments(s, record_id)
+    cache = FileCache(s.reading_replica("open attachments"))
     opened = []
-    for desc in fetching.descriptors(found[0].values):
-        sha = fetching.fetch(s.prof, client, cache, desc)
+    for desc, sha in fetched:
         written = fetching.write(cache, desc, out)
         assert written.sha256 == sha
         opened.append(fetching.Opened(desc, written.path, sha))

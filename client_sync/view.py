@@ -421,7 +421,7 @@ def record_detail(replica: Replica, record_id: str) -> Detail | None:
     history = [
         {
             "field": name,
-            "value": json.loads(value),
+            "value": shown(name, json.loads(value)),  # never an attachment's key
             "device_id": dev,
             "hlc": hlc,
             "cell_id": cid,

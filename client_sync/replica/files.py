@@ -65,16 +65,41 @@ class _Elsewhere:
         return row is not None
 
 
+def has_files(replica: Replica) -> bool:
+    """Has this replica kept any file yet (are its tables there)? A read."""
+    row = replica.db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'file_checks'"
+    ).fetchone()
+    return row is not None
+
+
+def checks(replica: Replica, attachment_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """attachment id -> (verified SHA-256, when) of the files kept and checked whole. A
+    read: a reading session (the workbench's pages) may call it."""
+    if not attachment_ids or not has_files(replica):
+        return {}
+    marks = ",".join("?" * len(attachment_ids))
+    rows = replica.db.execute(
+        f"SELECT attachment_id, sha256, at FROM file_checks WHERE attachment_id IN ({marks})",  # noqa: S608
+        attachment_ids,
+    )
+    return {str(a): (str(h), str(t)) for a, h, t in rows}
+
+
 class FileCache:
     """`fetching.Cache` over the replica. Each chunk kept is its own transaction: a fetch
-    cut off keeps what it got."""
+    cut off keeps what it got. `create=False` (a reading session): the tables are not
+    made, and a replica without them keeps nothing yet."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, create: bool = True) -> None:
         self.replica = replica
         self.db = replica.db
-        for statement in FILES_DDL.split(";"):
-            if statement.strip():
-                self.db.execute(statement)
+        if create:
+            for statement in FILES_DDL.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+        elif not has_files(replica):
+            raise LookupError("no file is kept in this replica yet")
 
     def piece(self, attachment_id: str, index: int) -> bytes | None:
         row = self.db.execute(
