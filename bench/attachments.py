@@ -115,6 +115,9 @@ class Conn:
             raise RuntimeError(f"{method} {resp.status}: {data[:200]!r}")
         return data
 
+    def close(self) -> None:
+        self.http.close()
+
 
 def upload_mb_s(
     conns: list[Conn], vol: Member, chunks: list[tuple[str, bytes]], size: int
@@ -160,7 +163,7 @@ def download_mb_s(conn: Conn, coord: Member, desc: attachment.Descriptor, data: 
 def run(quick: bool, mb: int | None = None) -> dict[str, float]:
     mb = mb or (8 if quick else 64)
     runs = 1 if quick else 3
-    out: dict[str, float] = {"file_mb": mb}
+    out: dict[str, float] = {"file_mb": float(mb)}
     with tempfile.TemporaryDirectory(prefix="fieldsync-bench-att-") as tmp:
         root = Path(tmp)
         out["aead_mb_s"] = _median(lambda: aead_mb_s(mb), runs)
@@ -197,6 +200,8 @@ def run(quick: bool, mb: int | None = None) -> dict[str, float]:
                         figures.setdefault("download", []).append(down)
             for name, values in figures.items():
                 out[f"{name}_mb_s"] = statistics.median(values)
+            for c in conns:
+                c.close()
         finally:
             server.stop()
     slower = min(out["aead_mb_s"], out["disk_mb_s"])

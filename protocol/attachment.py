@@ -138,21 +138,27 @@ class Sealer:
 
     def _drain(self, data: bytes = b"") -> list[tuple[str, bytes]]:
         """Seal every whole chunk of the buffer followed by `data`; keep the rest. The
-        last chunk waits for `finish` (it is padded). Whole chunks of `data` are sealed
-        from a view of it, never copied into the buffer."""
+        last chunk waits for `finish` (it ends the padding). Whole chunks of `data` are
+        sealed from a view of it, never copied into the buffer; the buffer may hold more
+        than one chunk once `finish` has added the padding (up to 12 % of the file)."""
         out = []
         c = self.chunk_size
         view = memoryview(data)
-        if self._buf and len(self._buf) + len(view) >= c and self._index < self.count - 1:
-            take = c - len(self._buf)
-            self._buf += view[:take]
-            view = view[take:]
-            out.append(self._seal(bytes(self._buf)))
-            self._buf = bytearray()
-        if not self._buf:
-            while len(view) >= c and self._index < self.count - 1:
+        while self._index < self.count - 1:
+            if self._buf:
+                need = c - len(self._buf)
+                if need > 0:
+                    if len(view) < need:
+                        break
+                    self._buf += view[:need]
+                    view = view[need:]
+                out.append(self._seal(bytes(self._buf[:c])))
+                del self._buf[:c]
+            elif len(view) >= c:
                 out.append(self._seal(view[:c]))
                 view = view[c:]
+            else:
+                break
         self._buf += view
         return out
 

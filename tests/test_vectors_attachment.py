@@ -288,11 +288,17 @@ CHUNK_SIZES = st.sampled_from([256, 512, 1024, 4096])
 
 @settings(max_examples=60, deadline=None)
 @given(
-    data=st.binary(max_size=6000),
+    size=st.one_of(st.integers(0, 6000), st.integers(6000, 120_000)),
+    seed=st.integers(0, 2**16),
     chunk_size=CHUNK_SIZES,
-    cuts=st.lists(st.integers(0, 6000), max_size=6),
+    cuts=st.lists(st.integers(0, 120_000), max_size=6),
 )
-def test_streaming_equals_one_shot_and_opens(data: bytes, chunk_size: int, cuts: list[int]) -> None:
+def test_streaming_equals_one_shot_and_opens(
+    size: int, seed: int, chunk_size: int, cuts: list[int]
+) -> None:
+    # Up to 120 KB: Padmé's padding then reaches 4 KiB, several chunks of 256 B to 4 KiB
+    # (a 64 MB video's padding is 2 MiB, two of its 1 MiB chunks).
+    data = hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
     key, att = bytes(range(32)), b64e(bytes(range(16)))
     whole, chunks = attachment._seal_file_from_parts(
         data,
@@ -312,10 +318,9 @@ def test_streaming_equals_one_shot_and_opens(data: bytes, chunk_size: int, cuts:
     fed += sealer.feed(data[at:]) + sealer.finish()
     assert fed == chunks
     assert len(chunks) == attachment.chunk_count(len(data), chunk_size)
-    assert all(
-        len(ct) == attachment.chunk_length(len(data), chunk_size, i)
-        for i, (_, ct) in enumerate(chunks)
-    )
+    assert [len(ct) for _, ct in chunks] == [
+        attachment.chunk_length(len(data), chunk_size, i) for i in range(len(chunks))
+    ]
     assert assemble(whole, [ct for _, ct in chunks]) == data
 
 

@@ -159,7 +159,9 @@ def derivations() -> dict[str, Any]:
                 (252, 256),
                 (253, 256),
                 (1000, 256),
+                (9300, 256),
                 (5_000_000, 1 << 20),
+                (64 << 20, 1 << 20),
                 (209_715_200, 1 << 20),
                 (attachment.MAX_SIZE, 1 << 20),
             ]
@@ -176,6 +178,7 @@ def successes() -> tuple[list[dict[str, Any]], dict[str, tuple[Descriptor, list[
             {"name": "Суд — решение.pdf", "media_type": "application/pdf"},
         ),
         "padded-to-the-boundary": (stream("attachment/boundary", 508), {}),
+        "padding-spans-chunks": (stream("attachment/padding-spans", 9300), {"name": "long.txt"}),
         "other": (stream("attachment/other", 700), {"name": "other.jpg"}),
     }
     out = []
