@@ -14,6 +14,9 @@ loopback, beside raw ChaCha20-Poly1305 and raw disk writes measured in the same 
   `upload_256k_mb_s` with 256 KiB chunks (why devices seal 1 MiB).
 - `download_mb_s`: every chunk `GET` by a keyholder, checked (`open_chunk`) and the
   whole reassembled and checked against its SHA-256.
+- `in_process_upload_mb_s`: the uploads through the Flask app in process (no HTTP, no
+  gunicorn): the server's own cost, signature to commit; `chunk_write_ms`: the part of
+  it that makes one chunk durable.
 - `aim`: upload and download over the slower of AEAD and disk; issue 12 asks ≥ 0.5.
 
 Each figure is the median of three runs (one with --quick).
@@ -79,6 +82,46 @@ def disk_mb_s(folder: Path, mb: int, per_file: bool) -> float:
     for p in folder.iterdir():
         p.unlink()
     return mb / took
+
+
+def chunk_write_ms(folder: Path, n: int) -> float:
+    """What making one 1 MiB chunk durable costs the server: `chunks.write_file` (temporary
+    name, write, fsync, rename, directory fsync), median of `n`."""
+    from server.store.chunks import write_file
+
+    piece = os.urandom(MIB)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        write_file(folder / f"{i:02x}" / f"c{i}", piece)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def in_process_mb_s(root: Path, data: bytes) -> float:
+    """Every chunk PUT through the Flask app in process (no HTTP, no gunicorn): the
+    server's own cost per chunk, signature to commit."""
+    from serverkit import FlaskTransport
+
+    from server.app import create_app
+
+    app = create_app({"DATA_DIR": root, "DEVICE_QUOTA": 1 << 40, "MIN_FREE_DISK": 0})
+    code = server_db.new_code(Paths(root), int(time.time()))
+    kit = Kit.create(FlaskTransport(app.test_client()), code, seed=13)
+    vol = kit.member("volunteer")
+    _, chunks = seal(data, attachment.CHUNK_SIZE)
+    signed = []
+    for cid, ct in chunks:
+        path = kit.path(f"chunks/{cid}")
+        headers = kit.signed_headers("PUT", path, vol, ct, nonce=b64e(os.urandom(16)))
+        headers["Content-Type"] = "application/octet-stream"
+        signed.append((path, headers, ct))
+    client = app.test_client()
+    start = time.perf_counter()
+    for path, headers, ct in signed:
+        resp = client.put(path, headers=headers, data=ct)
+        assert resp.status_code == 200, resp.get_data()
+    return len(data) / MIB / (time.perf_counter() - start)
 
 
 def seal(data: bytes, chunk_size: int) -> tuple[attachment.Descriptor, list[tuple[str, bytes]]]:
@@ -171,6 +214,8 @@ def run(quick: bool, mb: int | None = None) -> dict[str, float]:
         out["disk_seq_mb_s"] = _median(lambda: disk_mb_s(root / "disk", mb, False), runs)
         data = os.urandom(mb * MIB)
         out["seal_mb_s"] = _median(lambda: seal_mb_s(data), runs)
+        out["chunk_write_ms"] = chunk_write_ms(root / "writes", 9 if quick else 31)
+        out["in_process_upload_mb_s"] = in_process_mb_s(root / "inproc", data)
         data_dir = root / "data"
         server = Gunicorn(
             data_dir,
@@ -220,11 +265,16 @@ def tables(f: dict[str, float]) -> dict[str, str]:
         ("upload, 1 MiB chunks, 1 connection", f["upload_1conn_mb_s"]),
         ("upload, 256 KiB chunks, 2 connections", f["upload_256k_mb_s"]),
         ("download, check each chunk and the whole", f["download_mb_s"]),
+        ("upload in process (the Flask app, no HTTP), 1 MiB chunks", f["in_process_upload_mb_s"]),
     ]
     lines = ["| what | MB/s |", "|---|---|", *(f"| {a} | {b:,.0f} |" for a, b in rows)]
     lines.append(
         f"| upload / download over the slower of AEAD and disk (aim ≥ 0.5) |"
         f" {f['upload_aim']:.2f} / {f['download_aim']:.2f} |"
+    )
+    lines.append(
+        f"| making one chunk durable (write, fsync, rename, directory fsync), ms |"
+        f" {f['chunk_write_ms']:.1f} |"
     )
     return {"attachments": "\n".join(lines)}
 
