@@ -311,6 +311,15 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
     return report
 
 
+def _chunks_kept(prof: Any) -> int:
+    """Sealed attachment chunks this device keeps (not uploaded yet, or uploaded and
+    awaiting a coordinator's receipt): ciphertext it cannot read, counted, never opened."""
+    from .attachments import chunk_dir
+
+    folder = chunk_dir(prof)
+    return sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else 0
+
+
 def _withheld(s: Session) -> list[str]:
     """A keyholder's devices whose signed head is ahead of the chains its replica holds."""
     from . import watch
@@ -341,6 +350,7 @@ def status(s: Session) -> dict[str, Any]:
         "epoch": prof.log().current_epoch,
         "outbox": len(prof.state["outbox"]),
         "awaiting_receipt": len(delivery.sent(prof)),
+        "attachment_chunks_kept": _chunks_kept(prof),
         "rejected": [
             {
                 "bundle_id": r["bundle"]["bundle_id"],
