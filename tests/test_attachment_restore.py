@@ -5,6 +5,7 @@ again by itself, chunks included."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from accesskit import backup
@@ -44,9 +45,12 @@ def test_a_restored_server_gets_its_chunks_back(operator: Operator, tmp_path: Pa
     kept = chunk_files(vol.home)
     assert len(kept) == 2 and status(vol)["awaiting_receipt"] == 2
     op.stop()
-    # The chunks uploaded after the backup lose their rows with the newer database.
+    # The disk that held the chunks is lost: the backup has the first file's, the
+    # volunteer still keeps the second's (no coordinator confirmed it yet).
+    shutil.rmtree(op.data / "chunks")
     done = op.run("restore", str(tmp_path / "backup"), "--data-dir", str(op.data))
     assert done.returncode == 0, done.stderr
+    assert "2 attachment chunk(s) put back" in done.stdout
     op.start()
     result = vol.run("sync")
     assert "sent again" in result.err
