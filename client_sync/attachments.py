@@ -273,3 +273,18 @@ def cleanup(prof: Profile) -> int:
 def local_bytes(prof: Profile) -> int:
     folder = chunk_dir(prof)
     return sum(p.stat().st_size for p in folder.iterdir()) if folder.is_dir() else 0
+
+
+def destroy(prof: Profile) -> int:
+    """A revoked device: every sealed chunk it keeps goes (it can never upload them), with
+    what it knew of its attachments. Returns how many chunk files went."""
+    folder = chunk_dir(prof)
+    gone = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            p.unlink(missing_ok=True)
+            gone += 1
+    prof.state["attachments"] = {}
+    prof.state["releases"] = []
+    prof.state["changes"] = {}
+    return gone

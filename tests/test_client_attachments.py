@@ -246,3 +246,23 @@ def _notice_chunks(dev: Any, record_id: str) -> list[str]:
         timeout=60,
     )
     return list(json.loads(proc.stdout))
+
+
+def test_a_revoked_device_destroys_the_chunks_it_can_no_longer_send(
+    proxied: tuple[Team, LyingProxy], tmp_path: Path
+) -> None:
+    team, proxy = proxied
+    admin = team.found()
+    gone = team.enroll(admin, "lost-phone")
+    photo = tmp_path / "van.jpg"
+    photo.write_bytes(photo_with_gps())
+    record_id = gone.run("add", "picket", *PICKET).last
+    gone.run("attach", record_id, str(photo))
+    assert status(gone)["attachment_chunks_kept"] == 1
+    admin.run("revoke", team.ids["lost-phone"])
+    proxy.seen.clear()
+    result = gone.run("sync", check=False)
+    assert_one_line_error(result, 3, "revoked", "2 sealed capture(s)", "destroyed")
+    assert chunk_puts(proxy) == []  # nothing of it was sent
+    assert status(gone)["attachment_chunks_kept"] == 0
+    assert list((gone.home / "chunks").iterdir()) == []
