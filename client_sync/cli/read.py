@@ -11,8 +11,6 @@ import csv
 import io
 import itertools
 import json
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -250,15 +248,6 @@ def export(
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
     """Stream `chunks` into a new file beside `path`, then put it in place."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from ..vault import write_atomic
+
+    write_atomic(path, (chunk.encode("utf-8") for chunk in chunks))
