@@ -32,7 +32,7 @@ sys.path.append(str(HERE))  # after the packages: bench/server.py is no `server`
 
 import kit  # noqa: E402
 
-MODULES = ["core", "server", "flood", "rekey", "coordinator", "swarm"]
+MODULES = ["core", "server", "flood", "rekey", "coordinator", "swarm", "attachments"]
 RESULTS = HERE / "results.json"
 
 

@@ -203,6 +203,9 @@ def destroy_and_refuse(prof: Profile) -> NoReturn:
     prof.state["sent"] = []
     prof.state["rejected"] = []
     prof.state["notes"] = {}
+    from .attachments import destroy
+
+    destroy(prof)  # the chunks of those captures go with them
     prof.save()
     if n:
         raise NotAllowed(

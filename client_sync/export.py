@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from schemas.records import RECORD_TYPES, field_names
@@ -44,6 +44,7 @@ def sheet(
     deleted: bool = False,
     names: dict[str, str] | None = None,
     records: Iterable[Record] | None = None,
+    files: Callable[[str, Any], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[str], Iterator[list[str]]]:
     """A sheet of one type (or of every type, when None): its header and its rows,
     streamed in capture order (memory stays flat whatever the replica's size).
@@ -52,7 +53,8 @@ def sheet(
     detention's picket also by its date and place, beside its id), and the fields
     with open conflicts. A field with an open conflict holds every open value, the
     winner first, joined by `CONFLICT_SEP`: never hidden. Deleted records are left out
-    unless `deleted`, which adds a `deleted` column.
+    unless `deleted`, which adds a `deleted` column. With `files` (`fetching.Exported`),
+    an `attachments` column: each exported file's path and verified SHA-256, a line each.
     """
     from schemas.records import specs
 
@@ -67,6 +69,8 @@ def sheet(
             columns += ["picket_date", "picket_place"]
     if deleted:
         columns.append("deleted")
+    if files is not None:
+        columns.append("attachments")
     columns.append("conflicts")
 
     def rows() -> Iterator[list[str]]:
@@ -105,6 +109,10 @@ def sheet(
             picket = pickets.get(str(values.get("picket_id")))
             row["picket_date"] = cell_text(picket.fields.get("date")) if picket else ""
             row["picket_place"] = cell_text(picket.fields.get("place")) if picket else ""
+            if files is not None:
+                from .fetching import cell
+
+                row["attachments"] = cell(files(rec.id, rec.values))
             yield [row.get(c, "") for c in columns]
 
     return columns, rows()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from protocol import crypto
@@ -38,8 +39,80 @@ def edit(s: Session, record_id: str, record_type: str | None, values: dict[str, 
     return rtype
 
 
-def delete(s: Session, record_id: str, record_type: str | None) -> str:
-    rtype = outbox.delete(s.prof, record_id, record_type, s.writable_replica())
+def delete(s: Session, record_id: str, record_type: str | None, purge: bool = False) -> str:
+    """Mark a record deleted, and release the chunks of its attachments this device
+    knows (an admin's `purge`: at once, not after every keyholder saw the deletion)."""
+    from . import releases
+
+    if purge:
+        s.prof.require_admin("purge attachments at once")
+    replica = s.writable_replica()
+    rtype = outbox.delete(s.prof, record_id, record_type, replica)
+    chunks = releases.record_chunks(s.prof, record_id, replica)
+    releases.queue_release(s.prof, s.prof.state["outbox"][-1]["bundle_id"], chunks, purge)
+    s.save()
+    return rtype
+
+
+def attach(
+    s: Session, record_id: str, files: list[Any], record_type: str | None, caption: str | None
+) -> list[Any]:
+    """Seal files (paths, or a name and a binary stream: `attachments.Source`) as
+    attachments of a record, at once; returns what was attached (`attachments.Attached`:
+    id, name, size, SHA-256, chunks)."""
+    from . import attachments
+
+    made = attachments.attach(s.prof, record_id, files, record_type, caption, s.writable_replica())
+    s.save()
+    return made
+
+
+def fetch_attachments(s: Session, record_id: str) -> list[Any]:
+    """Fetch a record's attachments (only what is not kept yet), check every chunk and the
+    whole file against the SHA-256 sealed at capture, and keep them in the replica;
+    returns `(descriptor, verified SHA-256)` per attachment. A file that fails its checks
+    raises `fetching.FetchError` (exit 5), naming what the server did."""
+    from . import fetching, outbox, view
+    from .replica.files import FileCache
+
+    record_id = outbox.check_record_id(record_id)
+    replica = s.reading_replica("open attachments")
+    found = view.load(replica, [record_id], duplicates=False)
+    if not found:
+        raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
+    cache = FileCache(replica)
+    client = s.client()
+    return [
+        (desc, fetching.fetch(s.prof, client, cache, desc))
+        for desc in fetching.descriptors(found[0].values)
+    ]
+
+
+def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:
+    """`fetch_attachments`, then write each verified file into `out`; returns
+    `fetching.Opened` per attachment."""
+    from . import fetching
+    from .replica.files import FileCache
+
+    fetched = fetch_attachments(s, record_id)
+    cache = FileCache(s.reading_replica("open attachments"))
+    opened = []
+    for desc, sha in fetched:
+        written = fetching.write(cache, desc, out)
+        assert written.sha256 == sha
+        opened.append(fetching.Opened(desc, written.path, sha))
+    return opened
+
+
+def detach(
+    s: Session, record_id: str, attachment_id: str, record_type: str | None, purge: bool = False
+) -> str:
+    """Remove an attachment from its record; its chunks are released on the next sync."""
+    from . import releases
+
+    rtype = releases.remove(
+        s.prof, record_id, attachment_id, record_type, purge, s.writable_replica()
+    )
     s.save()
     return rtype
 
@@ -89,6 +162,7 @@ class Export:
     def __init__(self, chunks: Iterator[str]) -> None:
         self._chunks = chunks
         self.count = 0
+        self.files: Any = None  # fetching.Exported, when attachments are exported too
 
     def __iter__(self) -> Iterator[str]:
         return self._chunks
@@ -102,6 +176,9 @@ def export(
     deleted: bool = False,
     bom: bool = True,
     records: Iterable[Any] | None = None,
+    files: Path | None = None,
+    files_shown: str | None = None,
+    strip: bool = False,
 ) -> Export:
     """An export of the merged records (or of `records`, already chosen by a page).
 
@@ -109,7 +186,9 @@ def export(
     open conflicts marked (every open value, the winner first), a byte-order mark for
     spreadsheet programs, deleted records only with `deleted`. JSON: the records as
     `records --format json` lists them, deleted ones flagged (left out without
-    `deleted` when a type's sheet is asked for).
+    `deleted` when a type's sheet is asked for). With `files`, every attachment of
+    the exported records is fetched, verified and written there (`fetching.Exported`),
+    and listed with its path and verified SHA-256 (`strip`: a copy without metadata).
     """
     from . import export as exports
     from . import view
@@ -121,6 +200,14 @@ def export(
         else view.iter_records(replica, record_type, include_deleted=deleted or fmt == "json")
     )
     out = Export(iter(()))
+    exported = None
+    if files is not None:
+        from .fetching import Exported
+        from .replica.files import FileCache
+
+        cache = FileCache(replica)
+        exported = Exported(s.prof, s.client(), cache, files, files_shown or str(files), strip)
+        out.files = exported
 
     def counted() -> Iterator[view.Record]:
         for rec in chosen:
@@ -130,10 +217,21 @@ def export(
     if fmt == "json":
         from .cli.render import json_array
 
-        out._chunks = itertools.chain(json_array(r.as_json() for r in counted()), ["\n"])
+        def as_json(rec: view.Record) -> dict[str, Any]:
+            doc = rec.as_json()
+            if exported is not None:
+                doc["attachments"] = exported(rec.id, rec.values)
+            return doc
+
+        out._chunks = itertools.chain(json_array(as_json(r) for r in counted()), ["\n"])
     else:
         columns, rows = exports.sheet(
-            replica, record_type, deleted=deleted, names=device_names(s), records=counted()
+            replica,
+            record_type,
+            deleted=deleted,
+            names=device_names(s),
+            records=counted(),
+            files=exported,
         )
         out._chunks = exports.csv_text(columns, rows, bom=bom)
     return out
@@ -168,6 +266,8 @@ class SyncReport:
     resent: int = 0  # kept captures the server had lost, sent again
     confirmed: int = 0  # sent captures a keyholder's receipt confirmed (no longer kept)
     fetched: int = 0  # bundles missing from the changes feed, fetched one by one
+    uploaded_chunks: int = 0  # attachment chunks sent this time
+    uploaded_bytes: int = 0
 
     @property
     def pushed(self) -> int:
@@ -187,6 +287,8 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
             f"the server had lost {pushed.resent} capture(s) this device sent (restored or"
             " recreated): they were sent again"
         )
+    report.uploaded_chunks = pushed.uploaded.chunks
+    report.uploaded_bytes = pushed.uploaded.bytes
     if pulled is not None:
         if pulled.skipped:
             report.warnings.append(pulled.skipped)
@@ -207,6 +309,15 @@ def sync(s: Session, batch_size: int | None = None) -> SyncReport:
     report.warnings += settled.refused + settled.dropped
     report.warnings += delivery.warnings(s.prof, dropped=not settled.dropped)
     return report
+
+
+def _chunks_kept(prof: Any) -> int:
+    """Sealed attachment chunks this device keeps (not uploaded yet, or uploaded and
+    awaiting a coordinator's receipt): ciphertext it cannot read, counted, never opened."""
+    from .attachments import chunk_dir
+
+    folder = chunk_dir(prof)
+    return sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else 0
 
 
 def _withheld(s: Session) -> list[str]:
@@ -239,6 +350,7 @@ def status(s: Session) -> dict[str, Any]:
         "epoch": prof.log().current_epoch,
         "outbox": len(prof.state["outbox"]),
         "awaiting_receipt": len(delivery.sent(prof)),
+        "attachment_chunks_kept": _chunks_kept(prof),
         "rejected": [
             {
                 "bundle_id": r["bundle"]["bundle_id"],

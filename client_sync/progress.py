@@ -21,8 +21,15 @@ class Progress:
 
     WIDTH = 28
 
-    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        stream: TextIO | None = None,
+        unit: str = "",
+    ) -> None:
         self.label = label
+        self.unit = unit  # "B": counts are bytes, shown in MB
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr
@@ -59,11 +66,19 @@ class Progress:
             return
         self._last = now
         rate = self.done / max(now - self._start, 1e-6)
+        if self.unit == "B":
+            done, total, speed = _mb(self.done), _mb(self.total or 0) + " MB", _mb(rate) + " MB"
+        else:
+            done, total, speed = str(self.done), str(self.total), f"{rate:,.0f}"
         if self.total:
             filled = int(self.WIDTH * min(self.done, self.total) / self.total)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            text = f"\r{self.label} [{bar}] {self.done}/{self.total} ({rate:,.0f}/s)"
+            text = f"\r{self.label} [{bar}] {done}/{total} ({speed}/s)"
         else:
-            text = f"\r{self.label} {self.done:,} ({rate:,.0f}/s)"
+            text = f"\r{self.label} {done} ({speed}/s)"
         self.stream.write(text)
         self.stream.flush()
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f}"

@@ -25,7 +25,7 @@ from protocol.errors import InvalidBundle
 from protocol.model import Bundle
 from schemas.wire import MAX_BUNDLES_PER_PUSH, PushResponseSchema, error_messages
 
-from . import delivery, watch
+from . import attachments, delivery, releases, uploads, watch
 from . import rekey as rekeying
 from .errors import IntegrityError, ServerError
 from .keyring import refresh_log
@@ -48,6 +48,7 @@ class PushResult:
     stored: int = 0
     rejected: list[str] = field(default_factory=list)
     resent: int = 0  # kept bundles the server had lost, sent again
+    uploaded: uploads.Uploaded = field(default_factory=lambda: uploads.Uploaded())
     warnings: list[str] = field(default_factory=list)
 
 
@@ -79,6 +80,9 @@ def push(prof: Profile, client: Client, batch: int = PUSH_BATCH) -> PushResult:
                     continue
                 raise
             results = _check_push_answer(answer, sending)
+            releases.note_changes(
+                prof, [(r["bundle_id"], r["seq"]) for r in results if r["status"] != "rejected"]
+            )
             acked = []
             for bundle, result in zip(sending, results, strict=True):
                 if result["status"] == "accepted":
@@ -275,6 +279,10 @@ def sync(
     pushed = push(prof, client, batch)
     pushed.resent, pushed.warnings = again.resent, warnings + again.warnings
     delivery.post_head(prof, client)
+    # Files after records: a record never waits for its attachments.
+    pushed.uploaded = uploads.upload(prof, client)
+    pushed.warnings += pushed.uploaded.warnings + releases.post_releases(prof, client)
+    prof.save()
     pulled = None
     own = None
     if prof.is_keyholder:
@@ -297,6 +305,7 @@ def sync(
                 replica.close()
             pulled.exposed = rekeying.exposed_after_revocation(prof, client)
     settled = delivery.settle(prof, client, own)
+    attachments.cleanup(prof)  # chunks of captures a receipt now covers go with them
     prof.state["last_sync"] = now_iso()
     prof.save()
     return pushed, pulled, settled

@@ -28,6 +28,8 @@ from protocol.errors import InvalidEncoding
 from .errors import GENERAL, NETWORK, NetworkError, ServerError
 
 USER_AGENT = "fieldsync-client/1"
+JSON = "application/json"
+OCTETS = "application/octet-stream"
 # 429: another request of this device is still in progress on the server (it stored
 # nothing of this one); retried like a failure, with the same back-off.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -79,6 +81,13 @@ _MESSAGES: dict[str, tuple[str, int]] = {
     "stale_epoch": ("the key epoch changed during the re-key: run it again", 1),
     "unknown_bundle": ("the server does not know a bundle being re-keyed: {detail}", 1),
     "internal": ("the server failed (internal error); try again later", 4),
+    "quota_exceeded": (
+        "this device has stored as much as the server allows it ({detail}):"
+        " ask the server's operator for a larger quota",
+        1,
+    ),
+    "chunk_mismatch": ("the server refused an attachment chunk as damaged: {detail}", 1),
+    "invalid_release": ("the server refused to release attachment chunks: {detail}", 1),
 }
 
 
@@ -123,6 +132,15 @@ class Client:
     def post(self, path: str, body: Any, *, retry: bool = False) -> Any:
         return self.call("POST", path, body=body, retry=retry)
 
+    def put_bytes(self, path: str, data: bytes) -> Any:
+        """PUT raw bytes (a chunk: `application/octet-stream`); idempotent, so retried."""
+        return self._retrying(lambda: self._once("PUT", self.url(path), data, OCTETS))
+
+    def get_bytes(self, path: str) -> bytes:
+        """GET an answer that is bytes, not JSON (a chunk)."""
+        raw: bytes = self._retrying(lambda: self._once("GET", self.url(path), b"", raw=True))
+        return raw
+
     def call(
         self,
         method: str,
@@ -134,10 +152,15 @@ class Client:
     ) -> Any:
         url = self.url(path, query)
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        attempts = self.attempts if retry else 1
+        if not retry:
+            return self._once(method, url, data)
+        return self._retrying(lambda: self._once(method, url, data))
+
+    def _retrying(self, once: Any) -> Any:
+        attempts = self.attempts
         for attempt in range(attempts):
             try:
-                return self._once(method, url, data)
+                return once()
             except NetworkError:
                 if attempt + 1 >= attempts:
                     raise
@@ -149,7 +172,9 @@ class Client:
             time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))  # noqa: S311
         raise AssertionError("unreachable")
 
-    def _once(self, method: str, url: str, data: bytes) -> Any:
+    def _once(
+        self, method: str, url: str, data: bytes, ctype: str = JSON, *, raw: bool = False
+    ) -> Any:
         headers = httpsig.sign_request(
             method=method,
             url=url,
@@ -160,13 +185,13 @@ class Client:
             nonce=b64e(os.urandom(16)),
         )
         headers["User-Agent"] = USER_AGENT
-        headers["Accept"] = "application/json"
+        headers["Accept"] = OCTETS if raw else JSON
         if method != "GET":
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = ctype
         req = urllib.request.Request(  # noqa: S310 -- the URL is the configured server
             url, data=data if method != "GET" else None, headers=headers, method=method
         )
-        return _send(req, self.timeout)
+        return _send(req, self.timeout, raw=raw)
 
 
 def health(server: str, timeout: float = 10.0) -> bool:
@@ -178,11 +203,11 @@ def health(server: str, timeout: float = 10.0) -> bool:
     return True
 
 
-def _send(req: urllib.request.Request, timeout: float) -> Any:
+def _send(req: urllib.request.Request, timeout: float, *, raw: bool = False) -> Any:
     host = urllib.parse.urlsplit(req.full_url).netloc
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            raw = resp.read()
+            body = resp.read()
     except urllib.error.HTTPError as exc:
         raise _api_error(exc) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
@@ -195,10 +220,12 @@ def _send(req: urllib.request.Request, timeout: float) -> Any:
         raise NetworkError(
             f"the connection to {host} broke ({type(exc).__name__}): rerun to resume", NETWORK
         ) from None
+    if raw:
+        return body
     try:
         # Strict, as the server reads: one reading of every answer (no duplicate
         # members, no fractions), whatever parser another client uses.
-        return parse_json(raw)
+        return parse_json(body)
     except InvalidEncoding as exc:
         raise NetworkError(
             f"the server at {host} answered something that is not strict JSON ({exc.code})"

@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,15 @@ def derive_key(passphrase: str, salt: bytes, cost: tuple[int, int, int]) -> byte
     ).derive(passphrase.encode("utf-8"))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace `path` with `data` (bytes, or pieces streamed one by one) so that a crash
+    leaves either the old or the new file."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -32,6 +32,7 @@ from schemas.records import DELETED_FIELD
 from .export import cell_text as cell_text
 from .export import csv_row as csv_row
 from .export import export_columns as export_columns
+from .files import is_file, listed, shown
 from .replica import Replica
 from .replica.values import fold, problem
 
@@ -72,15 +73,24 @@ class Record:
 
     @property
     def fields(self) -> dict[str, Any]:
-        return {n: vs[0].value for n, vs in sorted(self.values.items()) if n != DELETED_FIELD}
+        return {
+            n: vs[0].value
+            for n, vs in sorted(self.values.items())
+            if n != DELETED_FIELD and not is_file(n)
+        }
 
     @property
     def conflicts(self) -> dict[str, list[Any]]:
         return {
             n: [v.value for v in vs]
             for n, vs in sorted(self.values.items())
-            if len(vs) > 1 and n != DELETED_FIELD
+            if len(vs) > 1 and n != DELETED_FIELD and not is_file(n)
         }
+
+    @property
+    def attachments(self) -> list[dict[str, Any]]:
+        """The record's attachments, in capture order (`files.listed`)."""
+        return listed(self.values, hlc_time)
 
     @property
     def invalid(self) -> dict[str, dict[str, Any]]:
@@ -89,7 +99,7 @@ class Record:
         for name, vs in sorted([*self.values.items(), *self.foreign.items()]):
             for v in vs:
                 if v.problem is not None:
-                    out[name] = {"value": v.value, "problem": v.problem}
+                    out[name] = {"value": shown(name, v.value), "problem": v.problem}
                     break
         return out
 
@@ -104,6 +114,8 @@ class Record:
         }
         if self.invalid:
             out["invalid"] = self.invalid
+        if self.attachments:
+            out["attachments"] = self.attachments
         return out
 
 
@@ -388,7 +400,15 @@ class Detail:
             "invalid": rec.invalid,
             "duplicates": rec.duplicates,
             "links": {"out": self.links_out, "in": self.links_in},
-            "history": [{**h, "device_name": named.get(h["device_id"])} for h in self.history],
+            "history": [
+                {
+                    **h,
+                    "value": shown(h["field"], h["value"]),
+                    "device_name": named.get(h["device_id"]),
+                }
+                for h in self.history
+            ],
+            "attachments": rec.attachments,
         }
 
 
@@ -402,7 +422,7 @@ def record_detail(replica: Replica, record_id: str) -> Detail | None:
     history = [
         {
             "field": name,
-            "value": json.loads(value),
+            "value": shown(name, json.loads(value)),  # never an attachment's key
             "device_id": dev,
             "hlc": hlc,
             "cell_id": cid,

@@ -81,6 +81,8 @@ def read_heads(
     served = delivery.listed(client.get(f"/v1/w/{client.workspace}/heads"), "heads")
     log = prof.log()
     kept: dict[str, list[Any]] = prof.state.setdefault("heads", {})
+    # When each device last published its head: its last sync, as signed by itself.
+    synced: dict[str, int] = prof.state.setdefault("heads_at", {})
     before = {dev: int(seq) for dev, (seq, _) in kept.items()}
     problems = []
     for head in served:
@@ -91,6 +93,8 @@ def read_heads(
             continue
         if seq > kept.get(dev, [0])[0]:
             kept[dev] = [seq, h]
+        if isinstance(head.get("at"), int) and head["at"] > synced.get(dev, 0):
+            synced[dev] = head["at"]
     tops = replica.max_seqs()
     ahead = any(seq > tops.get(dev, 0) for dev, (seq, _) in kept.items())
     return before, problems, ahead

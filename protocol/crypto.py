@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import keys
+from .descriptor import FILE_FIELD_RE
 from .encoding import _TO_URL, b64d, b64e, canonical_json, labelled, labelled_hash
 from .errors import InvalidBundle, InvalidEncoding
 from .hlc import MAX_HLC
@@ -35,6 +36,8 @@ from .padding import MIN_PADDED, pad, padme, unpad
 DATA_KEY_LEN = 32
 TAG_KEY_LEN = 32
 FIELD_TAG_LEN = 16
+MAX_CT = 64 * 1024  # a cell's ciphertext and tag (PROTOCOL.md, Size bounds)
+MAX_PADDED = MAX_CT - 16
 
 L_FIELD_TAG = "fieldsync/v1/field-tag"
 L_CELL_AD = "fieldsync/v1/cell-ad"
@@ -204,7 +207,7 @@ def encode_value(record_type: str, field: str, value: Any) -> bytes:
     Checks the value's types (no floats, no bytes). The names are checked too:
     `open_bundle` refuses a name outside NAME_RE, so sealing one would lose the value.
     """
-    return _names(record_type, field)[0] + _encode_scalar(value) + b"}"
+    return _names(record_type, field)[0] + _encode_value(field, value) + b"}"
 
 
 @functools.lru_cache(maxsize=512)
@@ -239,7 +242,28 @@ def _encode_scalar(value: Any) -> bytes:
         return b"true" if value else b"false"
     if value is None:
         return b"null"
-    return canonical_json(value)
+    raise InvalidEncoding("bad_type", f"a field's value is a scalar, not {kind.__name__}")
+
+
+FILE_VALUE_DEPTH = 2  # a descriptor: an object holding a list of strings
+
+
+def _encode_value(field: str, value: Any) -> bytes:
+    """A cell's value: a scalar, or for an attachment field (`_file_<hex>`) an object
+    (its descriptor, checked by `protocol.attachment`) of bounded depth."""
+    if type(value) is dict and FILE_FIELD_RE.match(field):
+        if _depth(value) > FILE_VALUE_DEPTH:
+            raise InvalidEncoding("too_deep", "an attachment value nests at most two levels")
+        return canonical_json(value)
+    return _encode_scalar(value)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 _NONCES = [i.to_bytes(12, "big") for i in range(256)]
@@ -300,12 +324,15 @@ def _seal_bundle_from_parts(
         if not 0 <= ci.hlc <= MAX_HLC:
             raise InvalidEncoding("bad_hlc", f"cell {index}: hlc must be 0 to 2**53 - 1")
         opening, names = _names(ci.record_type, ci.field)
-        plain = opening + _encode_scalar(ci.value) + b"}"
+        plain = opening + _encode_value(ci.field, ci.value) + b"}"
         tag = tagger.tag(rid, names)
         sup = tuple(ci.supersedes)
         sup_raw = b"".join(b64d(x, length=32, what="supersedes") for x in sup) if sup else b""
         ad = prefix + pack_ad(index, rid, tag, ci.hlc, len(sup)) + sup_raw
-        ct = encrypt(_nonce_for(index), _pad(plain), ad)
+        padded = _pad(plain)
+        if len(padded) > MAX_PADDED:
+            raise InvalidEncoding("too_large", f"cell {index}: the sealed value is over 64 KiB")
+        ct = encrypt(_nonce_for(index), padded, ad)
         cell_id = sha256(_CELL_ID_PREFIX + ad + ct).digest()
         sealed.append(Cell(ci.record_id, _b64e(tag), _b64e(cell_id), ci.hlc, sup, _b64e(ct)))
     unsigned = Bundle(

@@ -52,3 +52,9 @@ class InvalidReceipt(ProtocolError):
     """A receipt or a signed chain head that a device must not act on."""
 
     family = "invalid_receipt"
+
+
+class InvalidAttachment(ProtocolError):
+    """An attachment descriptor, chunk or reassembled file that does not verify."""
+
+    family = "invalid_attachment"

@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from protocol import keys
+from protocol import attachment, keys
 from protocol.hlc import MAX_HLC
 from protocol.keylog import KINDS, ROLES
 
@@ -385,3 +385,53 @@ class RecreateWorkspaceSchema(Strict):
 class RecreateWorkspaceResponseSchema(CreateWorkspaceResponseSchema):
     length = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
     head = B64(**_hash)
+
+
+# --- attachment chunks (docs/PROTOCOL.md, "Attachments") -------------------------------
+
+MAX_CHUNK_IDS = attachment.MAX_CHUNKS  # ids in one `missing` or release request
+
+
+def _chunk_ids() -> fields.List:
+    return fields.List(B64(length=32), required=True, validate=validate.Length(1, MAX_CHUNK_IDS))
+
+
+class ChunksMissingRequestSchema(Strict):
+    chunks = _chunk_ids()
+
+
+class ChunksMissingResponseSchema(Strict):
+    missing = fields.List(B64(length=32), required=True)
+
+
+class ChunkStoredResponseSchema(Strict):
+    chunk_id = B64(**_hash)
+    status = fields.String(required=True, validate=validate.OneOf(["accepted", "stored"]))
+
+
+class ChunkReleaseSchema(Strict):
+    """A device's signed release of chunks (protocol.attachment.sign_release)."""
+
+    v = StrictInt(required=True, validate=validate.Equal(1))
+    workspace = B64(**_id)
+    device_id = B64(**_id)
+    change = StrictInt(required=True, validate=validate.Range(1, MAX_SEQ))
+    chunks = _chunk_ids()
+    purge = fields.Boolean(required=True, truthy={True}, falsy={False})
+    at = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+    sig = B64(length=keys.SIG_LEN, required=True)
+
+
+class ChunkReleaseRequestSchema(Strict):
+    release = fields.Nested(ChunkReleaseSchema, required=True)
+
+
+class ChunkReleaseResponseSchema(Strict):
+    released = StrictInt(required=True, validate=validate.Range(0, MAX_CHUNK_IDS))
+    dropped = StrictInt(required=True, validate=validate.Range(0, MAX_SEQ))
+
+
+class ChunkReleaseDocSchema(Strict):
+    """The release that let a chunk go, as its device signed it."""
+
+    release = fields.Nested(ChunkReleaseSchema, required=True)

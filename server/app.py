@@ -79,19 +79,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _limits() -> None:
     """Route, declared size and type are refused before the body is read or any
-    signature checked."""
+    signature checked. A route with a body limit of its own (body.ROUTE_LIMITS) has
+    it for the whole request, so the body is read against it too."""
     if request.routing_exception is not None:
         raise request.routing_exception
-    limit = (
-        body.CREATE_MAX_BODY
-        if request.endpoint == "workspaces.create"
-        else request.max_content_length
-    )
+    own = body.ROUTE_LIMITS.get(request.endpoint or "")
+    if own is not None:
+        request.max_content_length = own
+    limit = request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
         raise body.too_large(limit)
-    if request.method == "POST" or body.has_body():
-        if request.mimetype != "application/json":
-            raise ApiError("unsupported_media_type", "the body must be application/json", 415)
+    if request.method in ("POST", "PUT") or body.has_body():
+        wanted = body.ROUTE_TYPES.get(request.endpoint or "", "application/json")
+        if request.mimetype != wanted:
+            raise ApiError("unsupported_media_type", f"the body must be {wanted}", 415)
 
 
 def _after(resp: Response) -> Response:

@@ -17,6 +17,8 @@ from flask import g, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
+from protocol.attachment import MAX_CHUNK_CT
+
 from .errors import ApiError
 from .sockets import DeadlineSocket
 
@@ -24,6 +26,16 @@ CHUNK = 64 * 1024
 # POST /v1/workspaces is read before any signature can be checked (the founder's
 # key is in it): a genesis is about 3 KiB, so its body is bounded far below MAX_BODY.
 CREATE_MAX_BODY = 64 * 1024
+# Routes whose bodies have a bound of their own, whatever FIELDSYNC_MAX_BODY says: a
+# chunk is at most 1 MiB and its tag, and a list of 1,024 chunk ids about 48 KiB.
+ROUTE_LIMITS = {
+    "workspaces.create": CREATE_MAX_BODY,
+    "chunks.put": MAX_CHUNK_CT,
+    "chunks.missing": 64 * 1024,
+    "chunks.release": 64 * 1024,
+}
+# Routes whose body is not JSON.
+ROUTE_TYPES = {"chunks.put": "application/octet-stream"}
 
 
 def _socket() -> DeadlineSocket | None:

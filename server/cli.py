@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .store import Paths, server_db
+from .store import Paths, server_db, valid_workspace_id
 from .store import restore as restoring
+from .store.chunks import backup_files
 from .store.inspect import backup as backup_db
 
 DEFAULT_CONF = Path(__file__).resolve().parents[1] / "deploy" / "gunicorn.conf.py"
@@ -98,6 +99,11 @@ def backup(args: argparse.Namespace) -> int:
         result = backup_db(db, target)
         print(f"{target}: {result}")
         failed += result != "ok"
+        if result == "ok" and db.parent == paths.workspaces and valid_workspace_id(db.stem):
+            # After the database: the chunks its copy lists, so the two agree.
+            listed, copied, missing = backup_files(paths, db.stem, target, out)
+            note = f", {missing} no longer on disk" if missing else ""
+            print(f"{out / 'chunks' / db.stem}: {listed} chunk files ({copied} copied{note})")
     return 1 if failed else 0
 
 
@@ -110,6 +116,8 @@ def restore(args: argparse.Namespace) -> int:
         return 1
     for item in done:
         note = f", new incarnation {item.incarnation}" if item.incarnation else ""
+        if item.chunks:
+            note += f", {item.chunks} attachment chunk(s) put back"
         print(f"{item.name}: integrity ok, restored{note}")
     print(
         "devices re-send what the backup lacks at their next sync; keyholders pull again"
@@ -131,7 +139,11 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("workspace-code", help="print a one-time code that creates one workspace")
     w.add_argument("--data-dir")
     w.set_defaults(func=workspace_code)
-    b = sub.add_parser("backup", help="copy every database with SQLite's online backup API")
+    b = sub.add_parser(
+        "backup",
+        help="copy every database with SQLite's online backup API, then the attachment chunks"
+        " each lists",
+    )
     b.add_argument("--data-dir")
     b.add_argument("out_dir", metavar="OUT_DIR")
     b.set_defaults(func=backup)

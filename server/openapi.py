@@ -38,9 +38,12 @@ def doc(
     errors: Sequence[int] = (),
     signed: bool = True,
     path: Mapping[str, dict[str, Any]] | None = None,
+    binary_request: bool = False,
+    binary_response: bool = False,
 ) -> Callable[[F], F]:
     """Describe a view for the OpenAPI document. `query` holds parameter objects; `path`
-    the schema of path parameters other than a plain string."""
+    the schema of path parameters other than a plain string; `binary_request` /
+    `binary_response`: the body is application/octet-stream."""
 
     def wrap(view: F) -> F:
         view.fieldsync_openapi = {  # type: ignore[attr-defined]
@@ -52,10 +55,12 @@ def doc(
             "errors": sorted(
                 set(errors)
                 | (set(_SIGNED_ERRORS) if signed else set())
-                | (set(_BODY_ERRORS) if request is not None else set())
+                | (set(_BODY_ERRORS) if request is not None or binary_request else set())
             ),
             "signed": signed,
             "path": dict(path or {}),
+            "binary_request": binary_request,
+            "binary_response": binary_response,
         }
         return view
 
@@ -74,6 +79,9 @@ def query_int(name: str, description: str, minimum: int, maximum: int) -> dict[s
 
 def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _json(schema: type[Schema] | None, description: str) -> dict[str, Any]:
@@ -125,16 +133,23 @@ def build_spec(app: Flask) -> dict[str, Any]:
             }
             for arg in sorted(rule.arguments)
         ] + info["query"]
+        success = (
+            {"description": "success", "content": _BINARY}
+            if info["binary_response"]
+            else _json(info["response"], "success")
+        )
         op: dict[str, Any] = {
             "summary": info["summary"],
             "operationId": rule.endpoint.replace(".", "_"),
-            "responses": {str(info["status"]): _json(info["response"], "success")}
+            "responses": {str(info["status"]): success}
             | {str(code): _json(ErrorSchema, "refused") for code in info["errors"]},
         }
         if params:
             op["parameters"] = params
         if info["request"] is not None:
             op["requestBody"] = {"required": True, **_json(info["request"], "JSON body")}
+        elif info["binary_request"]:
+            op["requestBody"] = {"required": True, "description": "bytes", "content": _BINARY}
         if info["signed"]:
             op["security"] = [{"httpsig": []}]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):

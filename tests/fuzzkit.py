@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import re
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from servergun import BIN
 
 from protocol.encoding import b64e
 from protocol.httpsig import sign_request
@@ -49,18 +47,6 @@ def fuzz_settings(short: int, long: int) -> settings:
             HealthCheck.large_base_example,
         ],
     )
-
-
-def workspace_code(data_dir: Path) -> str:
-    """A one-time workspace code, minted as an operator would."""
-    out = subprocess.run(
-        [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 # --- JSON the way an attacker writes it ------------------------------------------------

@@ -34,7 +34,10 @@ class LyingProxy:
     upstream_port: int
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    budget: int | None = None  # request body bytes to pass before the line goes dead
+    passed: int = 0  # request body bytes forwarded so far
     _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
@@ -50,8 +53,16 @@ class LyingProxy:
         """Forward matching requests, then drop the connection before the answer."""
         self.rules.append(Rule(method, re.compile(path), cut=True, times=times))
 
+    def cut_after(self, nbytes: int) -> None:
+        """A connection that dies after `nbytes` more bytes of request bodies: the
+        request that crosses the line is cut mid-body (never forwarded), and every
+        request after it is cut before its body, until `clear()`."""
+        with self._lock:
+            self.budget = self.passed + nbytes
+
     def clear(self) -> None:
         self.rules.clear()
+        self.budget = None
 
     def _rule_for(self, method: str, path: str) -> Rule | None:
         for rule in self.rules:
@@ -74,6 +85,19 @@ class LyingProxy:
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                with proxy._lock:
+                    room = None if proxy.budget is None else proxy.budget - proxy.passed
+                    if room is not None and length > room:
+                        proxy.passed += max(room, 0)
+                    else:
+                        proxy.passed += length
+                if room is not None and length > room:
+                    # The line dies mid-upload: part of the body, then nothing.
+                    if room > 0:
+                        self.rfile.read(room)
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 body = self.rfile.read(length) if length else b""
                 proxy.seen.append((self.command, self.path))
                 conn = http.client.HTTPConnection(
@@ -102,8 +126,12 @@ class LyingProxy:
                     self.connection.close()
                     return
                 if rule is not None and rule.rewrite is not None:
-                    status, doc = rule.rewrite(status, json.loads(payload))
-                    payload = json.dumps(doc).encode()
+                    binary = resp.getheader("Content-Type", "").startswith("application/octet")
+                    status, doc = rule.rewrite(status, payload if binary else json.loads(payload))
+                    if isinstance(doc, bytes):  # a chunk's bytes, rewritten as bytes
+                        payload = doc
+                    else:
+                        payload = json.dumps(doc).encode()
                 self.send_response(status)
                 for k, v in resp_headers:
                     self.send_header(k, v)
@@ -113,6 +141,7 @@ class LyingProxy:
 
             do_GET = _forward
             do_POST = _forward
+            do_PUT = _forward
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -34,6 +34,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def workspace_code(data_dir: Path) -> str:
+    """A one-time workspace code, minted as an operator would."""
+    out = subprocess.run(
+        [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
 class Gunicorn:
     def __init__(
         self,

@@ -40,6 +40,7 @@ SEALED_TEXT: set[str] = set()
 class Response:
     status: int
     body: Any
+    raw: bytes = b""  # the body's bytes (a chunk is not JSON)
 
     @property
     def code(self) -> str | None:
@@ -65,7 +66,7 @@ class FlaskTransport:
 
     def send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         resp = self.client.open(path, method=method, headers=headers, data=body)
-        return Response(resp.status_code, resp.get_json(silent=True))
+        return Response(resp.status_code, resp.get_json(silent=True), resp.get_data())
 
 
 class HttpTransport:
@@ -81,7 +82,10 @@ class HttpTransport:
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return Response(resp.status, json.loads(resp.read() or b"null"))
+                raw = resp.read()
+                if resp.headers.get_content_type() != "application/json":
+                    return Response(resp.status, None, raw)
+                return Response(resp.status, json.loads(raw or b"null"), raw)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -378,6 +382,34 @@ class Kit:
         payload = {"bundles": [b.to_wire() for b in bundles]}
         return self.request("POST", self.path("push"), member, payload, **sign)
 
+    def put_chunk(self, member: Member, chunk_id: str, data: bytes, **sign: Any) -> Response:
+        """Upload one chunk (application/octet-stream), signed by `member`."""
+        path = self.path(f"chunks/{chunk_id}")
+        headers = self.signed_headers("PUT", path, member, data, **sign)
+        headers["Content-Type"] = "application/octet-stream"
+        return self.transport.send("PUT", path, headers, data)
+
+    def get_chunk(self, member: Member, chunk_id: str) -> Response:
+        return self.request("GET", self.path(f"chunks/{chunk_id}"), member)
+
+    def missing(self, member: Member, chunk_ids: list[str]) -> Response:
+        return self.request("POST", self.path("chunks/missing"), member, {"chunks": chunk_ids})
+
+    def release(
+        self, member: Member, change: int, chunk_ids: list[str], *, purge: bool = False
+    ) -> Response:
+        from protocol.attachment import sign_release
+
+        release = sign_release(
+            workspace=self.workspace,
+            device_key=member.key,
+            change=change,
+            chunks=chunk_ids,
+            purge=purge,
+            at=self.now(),
+        )
+        return self.request("POST", self.path("chunks/release"), member, {"release": release})
+
     def changes(self, member: Member, since: int = 0, limit: int = 200) -> Response:
         return self.request("GET", self.path("changes", f"since={since}&limit={limit}"), member)
 
@@ -406,6 +438,7 @@ def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
     `nonces=False` leaves out the nonce files, for requests that pass authentication
     (and so rightly spend their nonce) but must change nothing else.
     """
+    import hashlib
     from pathlib import Path
 
     from server.store import Paths
@@ -413,4 +446,11 @@ def db_state(data_dir: Any, *, nonces: bool = True) -> dict[str, Any]:
 
     paths = Paths(Path(data_dir))
     files = paths.all_databases() + (paths.nonce_databases() if nonces else [])
-    return {str(p.relative_to(paths.data_dir)): dump(p) for p in files}
+    state: dict[str, Any] = {str(p.relative_to(paths.data_dir)): dump(p) for p in files}
+    if paths.chunks.is_dir():  # chunk files, by content: a refusal leaves none behind
+        for f in sorted(paths.chunks.rglob("*")):
+            if f.is_file():
+                state[str(f.relative_to(paths.data_dir))] = hashlib.sha256(
+                    f.read_bytes()
+                ).hexdigest()
+    return state

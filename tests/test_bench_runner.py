@@ -66,3 +66,18 @@ def test_a_small_swarm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (figures["volunteers"], figures["captures_each"]) == (5.0, 6.0)
     assert figures["coordinator_syncs"] >= 1 and figures["swarm_s"] > 0
     assert "5 volunteers × 6 captures" in swarm.tables(figures)["swarm"]
+
+
+def test_the_attachment_benchmark_runs_on_a_tiny_file() -> None:
+    attachments = load("attachments")
+    figures = attachments.run(quick=True, mb=2)
+    assert sorted(figures) == sorted(
+        ["file_mb", "aead_mb_s", "disk_mb_s", "disk_seq_mb_s", "seal_mb_s", "upload_mb_s",
+         "upload_1conn_mb_s", "upload_256k_mb_s", "download_mb_s", "upload_aim", "download_aim",
+         "chunk_write_ms", "in_process_upload_mb_s"]
+    )  # fmt: skip
+    assert all(isinstance(v, float) and v > 0 for v in figures.values())
+    assert (
+        "| upload through the server, 1 MiB chunks, 2 connections |"
+        in (attachments.tables(figures)["attachments"])
+    )

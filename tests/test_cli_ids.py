@@ -48,8 +48,18 @@ def test_every_command_that_takes_an_id_reads_it(rid: str) -> None:
     assert parse("edit", "--type", "picket", rid, "--set", "attendance=3") == edited
     assert parse("edit", "--", rid, "--type", "picket", "--set", "attendance=3") == edited
     assert parse("edit", "--type=picket", "--set", "attendance=3", "--", rid) == edited
-    assert parse("delete", rid) == {"record_id": rid, "record_type": None}
-    assert parse("delete", rid, "--type", "picket") == {"record_id": rid, "record_type": "picket"}
+    assert parse("delete", rid) == {"record_id": rid, "record_type": None, "purge": False}
+    assert parse("delete", rid, "--type", "picket") == {
+        "record_id": rid,
+        "record_type": "picket",
+        "purge": False,
+    }
+    attached = {"record_id": rid, "files": ("a.jpg",), "record_type": None, "caption": "x"}
+    assert parse("attach", rid, "a.jpg", "--caption", "x") == attached
+    assert parse("attach", "--caption", "x", "--", rid, "a.jpg") == attached
+    detached = {"record_id": rid, "attachment_id": DASH, "record_type": None, "purge": True}
+    assert parse("detach", rid, DASH, "--purge") == detached
+    assert parse("detach", "--purge", rid, DASH) == detached
     kept = {"record_id": rid, "field": "attendance", "keep": 1, "value": None}
     assert parse("resolve", rid, "attendance", "--keep", "1") == kept
     assert parse("resolve", "--keep", "1", rid, "attendance") == kept

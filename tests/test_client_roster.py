@@ -121,9 +121,14 @@ def test_likely_duplicates(server: ServerProcess, tmp_path: Path) -> None:  # no
     ).last
     vol.run("sync")
     admin.run("sync")
-    table = admin.run("records").out
-    assert f"likely duplicate of {two}" in table and f"likely duplicate of {one}" in table
-    assert f"likely duplicate of {other}" not in table
+    text = admin.run("records", "--format", "text").out
+    assert f"likely duplicate of {two}" in text and f"likely duplicate of {one}" in text
+    assert f"likely duplicate of {other}" not in text
+    table = admin.run("records", "--type", "detention").out.splitlines()
+    assert table[0].split() == ["id", "person_name", "detained_at", "held_at", "fine_amount"]
+    marks = {line[:22]: line[24:28] for line in table[2:-1]}
+    assert marks == {one: " D  ", two: " D  ", other: "    "}
+    assert table[-1].startswith("3 record(s); C open conflict, D likely duplicate")
     assert as_json(admin.run("show", one, "--format", "json"))["duplicates"] == [two]
     assert f"likely duplicate of {one}" in admin.run("show", two).out
 

@@ -35,7 +35,6 @@ from fuzzkit import (
     fuzz_settings,
     publish,
     worker_figures,
-    workspace_code,
 )
 from hypothesis import given
 from schemathesis import GenerationMode
@@ -47,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from servergun import Gunicorn
+from servergun import Gunicorn, workspace_code
 from serverkit import HttpTransport, Kit
 
 from protocol import keys

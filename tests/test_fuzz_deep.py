@@ -137,6 +137,34 @@ def routes(kit: Kit, data_dir: Path, bundle_ids: list[str]) -> list[Route]:
             "genesis": founder.genesis,
         }
 
+    # Attachment chunks: a few uploaded, and the author's capture that would remove them.
+    from protocol.attachment import seal_file, sign_release
+
+    _, chunks = seal_file(
+        kit.random(700),
+        name="van.jpg",
+        media_type="image/jpeg",
+        captured_at="2026-12-04T18:30:05Z",
+        random=kit.random,
+        chunk_size=256,
+    )
+    for cid, ct in chunks:
+        assert kit.put_chunk(author, cid, ct).status == 200
+    removal = kit.push(author, [kit.seal(author, {"place": "Terek Bridge", "note": "removed"})])
+    change = removal.body["results"][0]["seq"]
+    chunk_ids = [cid for cid, _ in chunks]
+    volunteer = Role("volunteer", author.key, author.keyid(ws))
+
+    def missing() -> tuple[Role, Any]:
+        return volunteer, {"chunks": chunk_ids}
+
+    def release() -> tuple[Role, Any]:
+        signed = sign_release(
+            workspace=ws, device_key=author.key, change=change, chunks=chunk_ids, purge=False,
+            at=kit.now(),
+        )  # fmt: skip
+        return volunteer, {"release": signed}
+
     log_path = kit.path("log")
     return [
         Route("POST /v1/w/{ws}/push", kit.path("push"), push, pushed),
@@ -151,6 +179,8 @@ def routes(kit: Kit, data_dir: Path, bundle_ids: list[str]) -> list[Route]:
         ),
         Route("POST /v1/w/{ws}/rekey", kit.path("rekey"), rekey),
         Route("POST /v1/workspaces", "/v1/workspaces", create),
+        Route("POST /v1/w/{ws}/chunks/missing", kit.path("chunks/missing"), missing),
+        Route("POST /v1/w/{ws}/chunks/release", kit.path("chunks/release"), release),
     ]
 
 
@@ -185,7 +215,9 @@ def deep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeepEnv]:
         server.stop()
 
 
-@pytest.mark.parametrize("route", range(5), ids=["push", "log", "enroll", "rekey", "create"])
+@pytest.mark.parametrize(
+    "route", range(7), ids=["push", "log", "enroll", "rekey", "create", "missing", "release"]
+)
 def test_mutated_valid_requests_get_documented_answers(deep: DeepEnv, route: int) -> None:
     r = deep.routes[route]
     op = deep.schema[r.operation.split(" ")[1]][r.operation.split(" ")[0]]

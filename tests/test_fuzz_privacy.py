@@ -29,9 +29,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from fuzzkit import workspace_code
 from logscan import Scan, leaks
-from servergun import Gunicorn
+from servergun import Gunicorn, workspace_code
 from serverkit import HttpTransport, Kit
 
 NETAUDIT = Path(__file__).parent / "netaudit"
@@ -172,7 +171,7 @@ LEAKING_TEST = """
 from pathlib import Path
 import socket
 
-from fuzzkit import workspace_code
+from servergun import workspace_code
 from servergun import Gunicorn
 from serverkit import HttpTransport, Kit
 

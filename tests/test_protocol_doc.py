@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol import encoding, hlc, httpsig, keys, merge
+from protocol import attachment, encoding, hlc, httpsig, keys, merge
 from schemas import record_table, records, wire
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
@@ -57,6 +57,20 @@ def size_table() -> str:
             "events of a log posted to recreate a workspace",
             f"1 to {_n(wire.MAX_RECREATE_EVENTS)}",
         ),
+        (
+            "an attachment's `chunk_size`",
+            f"a power of two from {attachment.MIN_CHUNK_SIZE} to"
+            f" {_n(attachment.MAX_CHUNK_SIZE)} bytes",
+        ),
+        ("chunks of one attachment", f"1 to {_n(attachment.MAX_CHUNKS)}"),
+        ("an attachment's `size`", f"0 to {_n(attachment.MAX_SIZE)} bytes"),
+        ("a chunk (ciphertext and tag)", f"17 to {_n(attachment.MAX_CHUNK_CT)} bytes"),
+        (
+            "an attachment's name; caption; media type",
+            f"1 to {attachment.MAX_NAME}; 1 to {_n(attachment.MAX_CAPTION)} code points;"
+            f" at most {attachment.MAX_MEDIA_TYPE} characters",
+        ),
+        ("chunk ids of one `missing` or release request", f"1 to {_n(wire.MAX_CHUNK_IDS)}"),
     ]
     lines = ["| what | bound |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     return "\n".join([SIZE_BEGIN, *lines, SIZE_END])

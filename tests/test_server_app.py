@@ -170,8 +170,9 @@ def test_openapi_lists_exactly_the_routes(app: Any, client: Any) -> None:
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     assert documented == routed
-    assert len(routed) == 18  # 10, and delivery: receipts (2), head, heads, chain, bundle,
-    # revocation, recreate
+    # 10, delivery: receipts (2), head, heads, chain, bundle, revocation, recreate; and
+    # chunks: put, missing, get, release (2)
+    assert len(routed) == 23
     push = doc["paths"]["/v1/w/{ws}/push"]["post"]
     assert push["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PushRequest"

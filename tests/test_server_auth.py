@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from serverkit import FlaskTransport, Kit, Member, Response, db_state
 
-from protocol import keys
+from protocol import attachment, keys
 from protocol.encoding import b64e
 
 
@@ -52,6 +52,10 @@ def world(app: Any, client: Any, new_code: Callable[[], str]) -> World:
     )
 
 
+CHUNK = b"\x01" * 64  # any bytes: a chunk's id is their hash
+CHUNK_ID = attachment.chunk_id(CHUNK)
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -69,6 +73,11 @@ ROUTES = [
     Route("GET", "changes", "since=0", "coordinator", "volunteer"),
     Route("GET", "rekey", "limit=10", "founder", "coordinator"),
     Route("POST", "rekey", "", "founder", "coordinator"),
+    Route("PUT", f"chunks/{CHUNK_ID}", "", "volunteer", "invite_key"),
+    Route("POST", "chunks/missing", "", "volunteer", "invite_key"),
+    Route("POST", "chunks/release", "", "volunteer", "invite_key"),
+    Route("GET", f"chunks/{CHUNK_ID}", "", "coordinator", "volunteer"),
+    Route("GET", f"chunks/{CHUNK_ID}/release", "", "coordinator", "volunteer"),
 ]
 
 
@@ -80,41 +89,56 @@ def signer_of(w: World, name: str) -> tuple[Any, str]:
     return member.key, member.keyid(w.kit.workspace)
 
 
+def _body(r: Route) -> tuple[bytes, str]:
+    """A request body past which authentication must decide, and its type."""
+    if r.method == "PUT":
+        return CHUNK, "application/octet-stream"
+    return (b"{}" if r.method == "POST" else b""), "application/json"
+
+
+def signed(
+    w: World, r: Route, path: str, signer: Any, body: bytes | None = None, **sign: Any
+) -> Response:
+    raw, ctype = _body(r)
+    raw = raw if body is None else body
+    headers = w.kit.signed_headers(r.method, path, signer, raw, **sign)
+    headers["Content-Type"] = ctype
+    return w.kit.transport.send(r.method, path, headers, raw)
+
+
 def send(w: World, r: Route, case: str) -> Response:
     kit = w.kit
     path = kit.path(r.route, r.query)
-    body: Any = {} if r.method == "POST" else None
+    raw, ctype = _body(r)
     key, keyid = signer_of(w, r.good)
     if case == "no_signature":
-        return kit.request(r.method, path, None, body)
+        return kit.transport.send(r.method, path, {"Content-Type": ctype}, raw)
     if case == "bad_signature":
-        return kit.request(r.method, path, keys.signing_key(bytes(32)), body, keyid=keyid)
+        return signed(w, r, path, keys.signing_key(bytes(32)), keyid=keyid)
     if case == "tampered_body":
-        raw = b"{}"
         headers = kit.signed_headers(r.method, path, key, raw, keyid=keyid)
-        return kit.transport.send(r.method, path, headers, b'{"x":1}')
+        headers["Content-Type"] = ctype
+        return kit.transport.send(r.method, path, headers, raw + b" ")
     if case == "stale_time":
-        return kit.request(r.method, path, key, body, keyid=keyid, created=kit.now() - 1000)
+        return signed(w, r, path, key, keyid=keyid, created=kit.now() - 1000)
     if case == "future_time":
-        return kit.request(r.method, path, key, body, keyid=keyid, created=kit.now() + 1000)
+        return signed(w, r, path, key, keyid=keyid, created=kit.now() + 1000)
     if case == "unknown_device":
         stranger = keys.signing_key(b"\x07" * 32)
         sid = keys.device_id_for(keys.public_bytes(stranger))
-        return kit.request(r.method, path, stranger, body, keyid=f"{kit.workspace}.{sid}")
+        return signed(w, r, path, stranger, keyid=f"{kit.workspace}.{sid}")
     if case == "revoked_device":
-        return kit.request(r.method, path, w.revoked, body)
+        return signed(w, r, path, w.revoked)
     if case == "other_workspace":
-        return kit.request(
-            r.method, path, w.other_member, body, keyid=w.other_member.keyid(w.other.workspace)
-        )
+        return signed(w, r, path, w.other_member, keyid=w.other_member.keyid(w.other.workspace))
     if case == "unknown_workspace":
         ghost = b64e(b"\x01" * 16)
         gpath = f"/v1/w/{ghost}/{r.route}" + (f"?{r.query}" if r.query else "")
-        return kit.request(r.method, gpath, key, body, keyid=f"{ghost}.{keyid.split('.')[1]}")
+        return signed(w, r, gpath, key, keyid=f"{ghost}.{keyid.split('.')[1]}")
     if case == "wrong_role":
         assert r.wrong_role is not None
         wkey, wkeyid = signer_of(w, r.wrong_role)
-        return kit.request(r.method, path, wkey, body, keyid=wkeyid)
+        return signed(w, r, path, wkey, keyid=wkeyid)
     raise AssertionError(case)
 
 
@@ -154,11 +178,13 @@ def test_replayed_request_is_refused_and_changes_nothing(world: World, route: Ro
     kit = world.kit
     key, keyid = signer_of(world, route.good)
     path = kit.path(route.route, route.query)
-    body = b"" if route.method == "GET" else b"{}"
+    body, ctype = _body(route)
     headers = kit.signed_headers(route.method, path, key, body, keyid=keyid)
+    headers["Content-Type"] = ctype
     first = kit.transport.send(route.method, path, headers, body)
-    # Past authentication: an empty POST body is then an invalid request.
-    assert first.status in (200, 400), first
+    # Past authentication: an empty POST body is then an invalid request, an unknown
+    # chunk is not found.
+    assert first.status in (200, 400, 404), first
     before = db_state(world.data_dir)
     again = kit.transport.send(route.method, path, headers, body)
     assert (again.status, again.code) == (401, "replayed_nonce")

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servergun import BIN, Gunicorn
+from servergun import BIN, Gunicorn, workspace_code
 from serverkit import HttpTransport, Kit, Member, Response
 
 from protocol.encoding import b64e
@@ -34,17 +34,6 @@ def gun(tmp_path: Path) -> Iterator[Gunicorn]:
         yield server.start()
     finally:
         server.stop()
-
-
-def workspace_code(data_dir: Path) -> str:
-    out = subprocess.run(
-        [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 def push_signed(kit: Kit, member: Member, bundles: list[Bundle]) -> Response:

@@ -13,31 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servergun import BIN, Gunicorn
+from servergun import Gunicorn, workspace_code
 from serverkit import HttpTransport, Kit, db_state
 from slowkit import Trickle, chunked, json_of, send_raw, signed_head, status_of, wait_all
 
 from protocol.encoding import b64e
 
 SLOW = {"FIELDSYNC_HEADER_TIMEOUT": "8", "FIELDSYNC_BODY_TIMEOUT": "8"}
-
-
-def workspace_code(data_dir: Path) -> str:
-    out = subprocess.run(
-        [str(BIN), "workspace-code", "--data-dir", str(data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture

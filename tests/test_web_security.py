@@ -43,6 +43,7 @@ def _paths(bench: Bench, day: Day) -> list[tuple[str, str]]:
         "name": "records-picket.csv",
         "filename": "style.css",
         "how": "join",
+        "attachment_id": "AAAAAAAAAAAAAAAAAAAAAA",
     }
     out = []
     for rule in bench.app.url_map.iter_rules():

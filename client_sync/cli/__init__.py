@@ -14,7 +14,7 @@ import sys
 import click
 
 from ..errors import CliError
-from . import capture, device, enrol, read, roster, ui  # noqa: F401 -- they register commands
+from . import attach, capture, device, enrol, read, roster, ui  # noqa: F401 -- they register commands
 from .kit import cli
 
 COMMANDS = sorted(cli.commands)

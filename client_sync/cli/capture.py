@@ -135,8 +135,14 @@ def edit(record_id: str, record_type: str | None, pairs: tuple[str, ...]) -> Non
 @cli.command()
 @click.argument("record_id")
 @type_option("The record's type, when this device did not create it.")
-def delete(record_id: str, record_type: str | None) -> None:
-    """Mark a record deleted (a later or concurrent edit keeps it).
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Admins: let the server drop its attachments' chunks at once.",
+)
+def delete(record_id: str, record_type: str | None, purge: bool) -> None:
+    """Mark a record deleted (a later or concurrent edit keeps it); its attachments'
+    chunks are released once every coordinator has synced past the deletion.
 
     Example: fieldsync delete 6JrG1k2m9bq8ZQ0bq1cV_w
     """
@@ -144,7 +150,7 @@ def delete(record_id: str, record_type: str | None) -> None:
 
     outbox.check_record_id(record_id)
     with unlocked() as s:
-        rtype = operations.delete(s, record_id, record_type)
+        rtype = operations.delete(s, record_id, record_type, purge)
     emit(f"sealed the deletion of {rtype} {record_id}")
 
 

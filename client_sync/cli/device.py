@@ -36,6 +36,11 @@ def sync(batch_size: int) -> None:
         warn(line)
     if report.confirmed:
         emit(f"a coordinator confirmed {report.confirmed} capture(s): no longer kept here")
+    if report.uploaded_chunks:
+        emit(
+            f"uploaded {report.uploaded_chunks} attachment chunk(s),"
+            f" {report.uploaded_bytes / 1e6:,.1f} MB"
+        )
     if report.pulled is not None:
         if report.fetched:
             emit(f"fetched {report.fetched} missing bundle(s) by device and number")

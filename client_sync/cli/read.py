@@ -11,8 +11,6 @@ import csv
 import io
 import itertools
 import json
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import CliError, UsageError
-from .kit import RECORD_TYPE_NAMES, cli, emit, format_option, session, unlocked
+from .kit import RECORD_TYPE_NAMES, cli, emit, format_option, session, unlocked, warn
 
 if TYPE_CHECKING:
     from .. import view
@@ -62,7 +60,7 @@ def _json_lines(records: Iterable[view.Record]) -> Iterator[str]:
 @click.option("--hide-deleted", is_flag=True, help="Leave deleted records out.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N records.")
 @click.option("--offset", type=click.IntRange(0), default=0, metavar="N", help="Skip N first.")
-@format_option("table", "json", "csv")
+@format_option("table", "text", "json", "csv")
 @session
 def records(
     s: Session,
@@ -105,7 +103,10 @@ def records(
             s, "csv", record_type, deleted=not hide_deleted, bom=False, records=recs
         )
     else:
-        chunks = (line + "\n" for line in render.records_table(recs))
+        lines = (
+            render.records_table(recs, record_type) if fmt == "table" else render.records_text(recs)
+        )
+        chunks = (line + "\n" for line in lines)
     for chunk in chunks:
         click.echo(chunk, nl=False)
 
@@ -185,17 +186,48 @@ def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> 
 @click.option("--out", "out_path", required=True, metavar="PATH", help="File to write.")
 @click.option("--type", "record_type", type=click.Choice(RECORD_TYPE_NAMES), help="Only this type.")
 @click.option("--deleted", is_flag=True, help="Include deleted records (a CSV column says).")
-def export(fmt: str, out_path: str, record_type: str | None, deleted: bool) -> None:
+@click.option(
+    "--attachments",
+    "files_dir",
+    metavar="DIR",
+    help="Also fetch, verify and write the records' attachments into DIR.",
+)
+@click.option(
+    "--strip-metadata",
+    is_flag=True,
+    help="With --attachments: also a copy of each photo without EXIF, GPS or comments.",
+)
+def export(
+    fmt: str,
+    out_path: str,
+    record_type: str | None,
+    deleted: bool,
+    files_dir: str | None,
+    strip_metadata: bool,
+) -> None:
     """Coordinator: write the merged records to a file (plaintext: handle with care).
 
-    CSV is one sheet of a --type (or of all types), open conflicts marked.
+    CSV is one sheet of a --type (or of all types), open conflicts marked. With
+    --attachments, each file is written as DIR/RECORD_ID/ATTACHMENT_ID/NAME after its
+    chunks and its SHA-256 verified, and listed beside its record with that SHA-256.
 
     Example: fieldsync export --format csv --type detention --out detentions.csv
     """
     from .. import operations
 
+    if strip_metadata and files_dir is None:
+        raise UsageError("--strip-metadata needs --attachments DIR (it strips copies of them)")
+    files = Path(files_dir) if files_dir is not None else None
     with unlocked() as s:
-        out = operations.export(s, fmt, record_type, deleted=deleted)
+        out = operations.export(
+            s,
+            fmt,
+            record_type,
+            deleted=deleted,
+            files=files,
+            files_shown=files_dir,
+            strip=strip_metadata,
+        )
         try:
             _write_atomic(Path(out_path), out)
         except OSError as exc:
@@ -204,19 +236,18 @@ def export(fmt: str, out_path: str, record_type: str | None, deleted: bool) -> N
         f"exported {out.count} record(s) to {out_path};"
         " it is plaintext: keep it where the records may be"
     )
+    if out.files is not None:
+        emit(
+            f"wrote {out.files.files} verified attachment file(s) into {files_dir};"
+            " they are plaintext too"
+            + (" (stripped copies beside photos)" if strip_metadata else "")
+        )
+        for line in out.files.warnings:
+            warn(line)
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
     """Stream `chunks` into a new file beside `path`, then put it in place."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from ..vault import write_atomic
+
+    write_atomic(path, (chunk.encode("utf-8") for chunk in chunks))

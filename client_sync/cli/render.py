@@ -44,7 +44,49 @@ def record_lines(rec: Record) -> list[str]:
     return lines
 
 
-def records_table(records: Iterable[Record]) -> Iterator[str]:
+# The columns a table shows of each type (the rest is in `show` and the exports).
+TABLE_COLUMNS = {
+    "picket": [("date", 10), ("place", 34), ("attendance", 10), ("police_action", 24)],
+    "detention": [("person_name", 26), ("detained_at", 16), ("held_at", 28), ("fine_amount", 11)],
+    "relative": [("full_name", 28), ("status", 12), ("whereabouts", 13), ("detained_since", 14)],
+}
+OTHER_COLUMNS = [("type", 10), ("fields", 60)]
+
+
+def _cell(value: Any, width: int) -> str:
+    text = _short(value, width)
+    return text + " " * (width - len(text))
+
+
+def records_table(records: Iterable[Record], record_type: str | None = None) -> Iterator[str]:
+    """A table, one line a record (a long listing streams): the id, marks for open
+    conflicts (C), likely duplicates (D), values that fail their schema (!) and
+    deletion (X), then the main columns of the type; records of another type than
+    the table's show their type and fields in brief. Then the count."""
+    columns = TABLE_COLUMNS.get(record_type or "", OTHER_COLUMNS)
+    head = f"{'id':<22}  {'':4}  " + "  ".join(_cell(name, w) for name, w in columns)
+    yield head.rstrip()
+    yield "-" * len(head.rstrip())
+    n = 0
+    for rec in records:
+        n += 1
+        marks = (
+            ("C" if rec.conflicts else " ")
+            + ("D" if rec.duplicates else " ")
+            + ("!" if rec.invalid else " ")
+            + ("X" if rec.deleted else " ")
+        )
+        fields = rec.fields
+        if record_type is not None and rec.type == record_type:
+            cells = [_cell(fields.get(name), w) for name, w in columns]
+        else:
+            brief = ", ".join(f"{k}={_short(v, 20)}" for k, v in fields.items())
+            cells = [_cell(rec.type, OTHER_COLUMNS[0][1]), _cell(brief, OTHER_COLUMNS[1][1])]
+        yield f"{rec.id:<22}  {marks}  " + "  ".join(cells).rstrip()
+    yield f"{n} record(s); C open conflict, D likely duplicate, ! invalid value, X deleted"
+
+
+def records_text(records: Iterable[Record]) -> Iterator[str]:
     """Blocks of lines, one record at a time (a long listing streams), then the count."""
     n = 0
     for rec in records:

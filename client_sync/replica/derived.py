@@ -33,7 +33,7 @@ from typing import Any
 from protocol.merge import CellMeta, RegisterKey
 from schemas.records import DATE_FIELD, DELETED_FIELD, NAME_FIELD, RECORD_TYPES, RecordRef
 
-from .values import as_text, fold
+from .values import fold, searchable
 
 DUPLICATE_RATIO = 0.8
 NEIGHBOURS = 4
@@ -153,7 +153,7 @@ def _refresh_chunk(db: Any, ids: list[int], fresh: Fresh) -> None:
             if ctype == rtype:
                 own[field].append((value, hlc, winner))
             if field != DELETED_FIELD:
-                words.append(fold(as_text(value)))
+                words.append(fold(searchable(field, value)))
         ordered = {
             f: [(v, h) for v, h, _ in sorted(hs, key=lambda x: (x[2], x[1]), reverse=True)]
             for f, hs in own.items()

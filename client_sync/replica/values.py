@@ -106,10 +106,40 @@ def problem(record_type: str, field: str, value: Any) -> str | None:
     common cases are decided by `_fits` without marshmallow (a first pull judges every
     value); anything it does not clear goes through the schema for its message.
     """
+    if field.startswith("_file_"):
+        return _file_problem(field, value)
     fits = _fits(record_type, field)
     if fits is not None and fits(value):
         return None
     return _judged(record_type, field, value)
+
+
+def _file_problem(field: str, value: Any) -> str | None:
+    """An attachment field holds its descriptor, or null once removed."""
+    from protocol.descriptor import FILE_FIELD_RE, file_field, parse_descriptor
+    from protocol.errors import InvalidAttachment
+
+    if not FILE_FIELD_RE.match(field):
+        return f"{field!r} is not an attachment field"
+    if value is None:
+        return None
+    try:
+        desc = parse_descriptor(value)
+    except InvalidAttachment as exc:
+        return exc.reason
+    if file_field(desc.id) != field:
+        return "the descriptor names another attachment than its field"
+    return None
+
+
+def searchable(field: str, value: Any) -> str:
+    """The text of a value the full-text filter reads: an attachment's name and caption
+    (never its key or chunk ids), any other value as it reads."""
+    if field.startswith("_file_"):
+        if isinstance(value, dict):
+            return " ".join(str(value.get(k) or "") for k in ("name", "caption")).strip()
+        return ""
+    return as_text(value)
 
 
 def _judged(record_type: str, field: str, value: Any) -> str | None:

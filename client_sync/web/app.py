@@ -152,7 +152,10 @@ def _cli_error(exc: CliError) -> tuple[str, int]:
 def create_app(
     dev: Device | None, gate: security.Gate, *, idle_minutes: float = 15.0, watch: bool = True
 ) -> Flask:
+    from . import attachments
+
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.request_class = attachments.MemoryRequest  # uploads in memory, never in /tmp
     app.config.update(TEMPLATES_AUTO_RELOAD=False, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
     app.extensions["fieldsync_device"] = dev
     app.extensions["fieldsync_jobs"] = Jobs()
@@ -161,6 +164,7 @@ def create_app(
     if watch:
         idle.watch()
     i18n.init_app(app)  # first, so that even a refusal is in the reader's language
+    app.before_request(attachments.allow_uploads)  # before the CSRF check reads the form
     security.init_app(app, gate)
     app.before_request(_before)
     app.context_processor(_whoami)
@@ -175,6 +179,6 @@ def create_app(
         record_brief=review_data.brief,
     )
 
-    for module in (home, capture, review, roster, setup):
+    for module in (home, capture, review, attachments, roster, setup):
         app.register_blueprint(module.bp)
     return app

@@ -24,6 +24,7 @@ from schemas.records import RECORD_TYPES, TYPE_LABELS, FieldSpec, specs
 from .. import operations, outbox, view
 from ..errors import CliError
 from .app import page, reading, session
+from .attachments import uploaded
 from .i18n import gettext as _
 
 bp = Blueprint("capture", __name__)
@@ -117,13 +118,18 @@ def capture(record_type: str) -> Response | tuple[str, int]:
     typed = {k: v.strip() for k, v in request.form.items() if k in names}
     values = {k: v for k, v in typed.items() if v}
     target = request.form.get("record_id")
+    files = uploaded()
     try:
         with session() as s:
             if target is None:
                 record_id = operations.add(s, record_type, values)
             else:
                 record_id = outbox.check_record_id(target.strip())
-                operations.edit(s, record_id, record_type, values)
+                if values or not files:
+                    operations.edit(s, record_id, record_type, values)
+            if files:  # sealed as their own capture, right after the record's
+                caption = request.form.get("caption", "").strip() or None
+                operations.attach(s, record_id, files, record_type, caption)
     except outbox.InvalidValues as exc:
         return _form(record_type, typed, exc.errors, target), 422
     except CliError as exc:  # not a record id, nothing to write, another type

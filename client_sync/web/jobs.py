@@ -24,7 +24,7 @@ from ..progress import SINK
 @dataclass
 class Job:
     job_id: str
-    kind: str  # sync | rotate | revoke
+    kind: str  # sync | rotate | revoke | fetch
     started: float = field(default_factory=time.time)
     step: str = ""
     done: int = 0
@@ -32,6 +32,7 @@ class Job:
     finished: bool = False
     result: Any = None
     error: str | None = None
+    back: str | None = None  # the page the job was started from, when not the start page
 
     def progress(self, label: str, done: int, total: int | None) -> None:
         self.step, self.done, self.total = label, done, total

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.records import RECORD_TYPES, specs
+from schemas.records import N_, RECORD_TYPES, specs
 
 from .. import operations, view
 from ..device import Session
@@ -55,6 +55,8 @@ class Table:
 
 def field_label(record_type: str, name: str) -> str | None:
     """The label (a message id) of a field of a known type, else None."""
+    if name.startswith("_file_"):
+        return N_("Attachment")
     if record_type not in RECORD_TYPES:
         return None
     for spec in specs(record_type):
@@ -65,6 +67,8 @@ def field_label(record_type: str, name: str) -> str | None:
 
 def choice_label(record_type: str, name: str, value: Any) -> str | None:
     """The label (a message id) of a choice value, or of yes/no; None for other values."""
+    if name.startswith("_file_") and value is None:
+        return N_("removed")
     if isinstance(value, bool):
         return "yes" if value else "no"
     if record_type not in RECORD_TYPES or not isinstance(value, str):
@@ -177,6 +181,7 @@ def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | Non
     ]
     dups = view.load(replica, rec.duplicates, False)
     return {
+        "attachments": _attachments(replica, rec, names),
         **_plain(rec),
         "conflicts": rec.conflicts,
         "specs": specs(rec.type) if rec.type in RECORD_TYPES else [],
@@ -187,6 +192,26 @@ def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | Non
         "duplicate_records": [_plain(r) for r in dups],
         "history": history,
     }
+
+
+def _attachments(replica: Replica, rec: view.Record, names: dict[str, str]) -> list[dict[str, Any]]:
+    """A record's attachments as its page lists them: what the descriptor says (its
+    SHA-256 as sealed at capture), who attached it, and whether the copy kept here was
+    verified whole against that hash, and when."""
+    from ..replica.files import checks
+
+    listed = rec.attachments
+    kept = checks(replica, [a["id"] for a in listed])
+    return [
+        {
+            **a,
+            "device_name": names.get(a["device_id"]),
+            "size_text": f"{a['size']:,} B",
+            "verified": kept.get(a["id"], (None, None))[0],
+            "verified_at": kept.get(a["id"], (None, None))[1],
+        }
+        for a in listed
+    ]
 
 
 def conflict_queue(s: Session, replica: Replica) -> list[dict[str, Any]]:

@@ -3,6 +3,9 @@ with rotation and re-key, this device's name, and the safety number."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import segno
 from flask import Blueprint, abort, redirect, request, url_for
 from markupsafe import Markup
@@ -30,28 +33,7 @@ def devices() -> str:
     # answers (someone may have joined), the last verified one when it does not.
     with session() as s:
         items, offline = operations.devices(s)
-        my_id = s.prof.device_id
-        admin = s.prof.me().role == "admin" and s.prof.me().status == "active"
-        from protocol.keylog import safety_number
-
-        number = safety_number(s.prof.seen[1])
-        seen = _last_seen(s)
-    return page(
-        "devices.html",
-        items=items,
-        my_id=my_id,
-        admin=admin,
-        safety=number,
-        seen=seen,
-        invite=None,
-        offline=offline,
-    )
-
-
-def _last_seen(s: Session) -> dict[str, str]:
-    """device id -> when it last published the head of its chain (its last sync), as
-    far as this device knows: the delivery heads, when this version keeps them."""
-    return {}
+        return _page(s, items, offline=offline)
 
 
 @bp.post("/devices/invite")
@@ -61,21 +43,45 @@ def invite() -> str:
     with session() as s:
         text = operations.invite(s, role, hours)
         items, _offline = operations.devices(s, online=False)
-        my_id = s.prof.device_id
-        from protocol.keylog import safety_number
+        shown = {"text": text, "role": role, "hours": hours, "qr": _qr_svg(text)}
+        return _page(s, items, invite=shown)
 
-        number = safety_number(s.prof.seen[1])
-        seen = _last_seen(s)
+
+def _page(
+    s: Session,
+    items: list[dict[str, Any]],
+    *,
+    invite: dict[str, Any] | None = None,
+    offline: str | None = None,
+) -> str:
+    """The roster page: devices, the safety number, this device's name, and for an
+    admin the invite, approve, revoke and rotate forms."""
+    from protocol.keylog import safety_number
+
+    me = s.prof.me()
     return page(
         "devices.html",
         items=items,
-        my_id=my_id,
-        admin=True,
-        safety=number,
-        seen=seen,
-        invite={"text": text, "role": role, "hours": hours, "qr": _qr_svg(text)},
-        offline=None,
+        my_id=s.prof.device_id,
+        admin=me.role == "admin" and me.status == "active",
+        safety=safety_number(s.prof.seen[1]),
+        seen=_last_seen(s),
+        invite=invite,
+        offline=offline,
     )
+
+
+def _last_seen(s: Session) -> dict[str, str]:
+    """device id -> when it last synced, as far as this device knows: the time in the
+    last chain head it signed (a keyholder reads every device's at each sync), and
+    this device's own last sync."""
+    out = {
+        dev: datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+        for dev, at in s.prof.state.get("heads_at", {}).items()
+    }
+    if s.prof.state.get("last_sync"):
+        out[s.prof.device_id] = s.prof.state["last_sync"]
+    return out
 
 
 @bp.post("/devices/approve")

@@ -88,7 +88,7 @@ def _check() -> None:
 
 
 def _headers(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers.setdefault("Content-Security-Policy", CSP)  # a download sets a stricter one
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["Cross-Origin-Opener-Policy"] = "same-origin"

@@ -16,9 +16,9 @@ from ..errors import ApiError
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import changes, delivery, keylog, meta, push, recreate, rekey, workspaces
+    from . import changes, chunks, delivery, keylog, meta, push, recreate, rekey, workspaces
 
-    for module in (meta, workspaces, keylog, push, changes, rekey, delivery, recreate):
+    for module in (meta, workspaces, keylog, push, changes, rekey, delivery, recreate, chunks):
         app.register_blueprint(module.bp)
 
 

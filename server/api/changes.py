@@ -3,7 +3,7 @@ each page bounded by a count and by bytes (`FIELDSYNC_PAGE_BYTES`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, g
 
 from schemas.wire import MAX_SEQ, ChangesResponseSchema
 
@@ -11,7 +11,7 @@ from .. import auth, store
 from ..auth import KEYHOLDER, signed
 from ..openapi import doc, query_int
 from ..store import bundles as stored
-from ..store import delivery
+from ..store import delivery, nonces
 from . import int_arg
 
 bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
@@ -31,6 +31,9 @@ bp = Blueprint("changes", __name__, url_prefix="/v1/w/<ws>")
 def changes(ws: str) -> Response:
     since = int_arg("since", 0, 0, MAX_SEQ)
     limit = int_arg("limit", 200, 1, 1000)
+    # Asking for what follows `since` says the keyholder holds everything up to it:
+    # what the server waits for before it drops a removed attachment's chunks.
+    nonces.note_pulled(auth.paths(), ws, g.caller.device.device_id, since)
     conn = auth.workspace_conn(ws)
     assert conn is not None
     # Only a restore (with the server stopped) changes it: read outside the snapshot.

@@ -1,29 +1,31 @@
 """Storage: the only package that holds SQL. One SQLite file per workspace.
 
-Layout under DATA_DIR: `server.sqlite` (one-time workspace codes, founder nonces)
-and `workspaces/<ws>.sqlite`. Every connection runs in WAL mode with
-`synchronous=FULL` (a commit is on disk before the answer) and a busy timeout;
-every write goes through `write()`, which takes the write lock up front with
-`BEGIN IMMEDIATE` so concurrent gunicorn workers queue instead of failing with
-"database is locked" on a lock upgrade.
+Layout under DATA_DIR: `server.sqlite` (one-time workspace codes, founder nonces),
+`workspaces/<ws>.sqlite`, and `chunks/<ws>/…` (attachment chunks, as files). Every
+connection runs in WAL mode with `synchronous=FULL` (a commit is on disk before the
+answer) and a busy timeout; every write goes through `write()`, which takes the
+write lock up front with `BEGIN IMMEDIATE` so concurrent gunicorn workers queue
+instead of failing with "database is locked" on a lock upgrade.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from . import bundles, keylog, pool
+from . import bundles, chunks, keylog, pool
 from .db import connect, read, write
-from .paths import Paths, valid_workspace_id
+from .paths import Paths, valid_chunk_id, valid_workspace_id
 
 __all__ = [
     "Paths",
     "bundles",
+    "chunks",
     "connect",
     "keylog",
     "open_workspace",
     "pool",
     "read",
+    "valid_chunk_id",
     "valid_workspace_id",
     "write",
 ]

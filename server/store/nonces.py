@@ -14,6 +14,13 @@ signature's window (a few minutes); a power cut within it could let one captured
 request be replayed once, and every write the API takes is idempotent (a pushed
 bundle is `stored` again) or ordered (a key-log event names its `seq`), so
 the fsync per signed request that FULL would cost buys nothing.
+
+The same file remembers how far each keyholder has pulled (`pulled`: the highest
+`since` it asked for, so it holds every change up to it): what the server needs to
+know before it drops the chunks of a removed attachment (server/store/chunks.py).
+A changes page is a read, so this is kept here rather than in the workspace file,
+whose write lock a read never takes. Losing it (the file is not backed up) only
+delays drops until every keyholder pulls again.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (key_id, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+CREATE TABLE IF NOT EXISTS pulled (
+    device_id TEXT PRIMARY KEY,
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -73,3 +84,25 @@ def consume(paths: Paths, ws: str, key_id: str, nonce: str, expires: int, now: i
             (key_id, nonce, expires),
         )
         return cur.rowcount == 1
+
+
+def note_pulled(paths: Paths, ws: str, device_id: str, since: int) -> None:
+    """A keyholder asked for the changes after `since`: it holds every one up to it."""
+    if since <= 0:
+        return
+    conn = _conn(paths, ws, create=True)
+    assert conn is not None
+    with pool.write(conn):
+        conn.execute(
+            "INSERT INTO pulled (device_id, since) VALUES (?, ?) ON CONFLICT (device_id)"
+            " DO UPDATE SET since = max(since, excluded.since)",
+            (device_id, since),
+        )
+
+
+def pulled(paths: Paths, ws: str) -> dict[str, int]:
+    """device id -> the change up to which that keyholder has pulled."""
+    conn = _conn(paths, ws, create=False)
+    if conn is None:
+        return {}
+    return {str(d): int(s) for d, s in conn.execute("SELECT device_id, since FROM pulled")}

@@ -11,6 +11,13 @@ workspace gets a new incarnation, so keyholders see that the server went back in
 time and pull again from the start, and devices re-send what the backup lacks.
 A stale `-wal` or `-shm` beside a restored file would be replayed onto it by
 SQLite, so they are removed before the file is put in place.
+
+The attachment chunks a restored workspace's backup holds are put back after its
+database (`chunks/<ws>/`), each checked against its name (the hash of its bytes);
+chunks uploaded since the backup stay (their rows are gone with the newer database,
+and a device that still keeps them uploads them again, which writes their rows).
+How far each keyholder had pulled is forgotten: change numbers restart from the
+backup's, so releases wait for keyholders to pull again.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ def run_lock(data_dir: Path) -> Iterator[None]:
 class Restored:
     name: str  # relative to the data directory
     incarnation: str | None  # workspaces only
+    chunks: int | None = None  # attachment chunks put back (workspaces only)
 
 
 def _backup_files(backup: Path) -> list[Path]:
@@ -144,5 +152,41 @@ def restore(backup: Path, data_dir: Path) -> list[Restored]:
                 Path(f"{target}{suffix}").unlink(missing_ok=True)
             os.replace(tmp, target)
             _fsync(target.parent)
-            done.append(Restored(str(target.relative_to(data_dir)), incarnation))
+            chunks = None
+            if incarnation is not None:
+                chunks = restore_chunks(Paths(backup), paths, target.stem)
+                forget_pulled(paths, target.stem)
+            done.append(Restored(str(target.relative_to(data_dir)), incarnation, chunks))
         return done
+
+
+def restore_chunks(backup: Paths, paths: Paths, ws: str) -> int:
+    """Put back the chunk files the backup holds for `ws`; returns how many."""
+    from protocol.attachment import chunk_id
+
+    from .chunks import all_files, write_file
+
+    put = 0
+    for src in all_files(backup, ws):
+        data = src.read_bytes()
+        if chunk_id(data) != src.name:
+            continue  # damaged in the backup: a device that keeps it sends it again
+        target = paths.chunk_path(ws, src.name)
+        if target.exists() and chunk_id(target.read_bytes()) == src.name:
+            continue
+        write_file(target, data)
+        put += 1
+    return put
+
+
+def forget_pulled(paths: Paths, ws: str) -> None:
+    """How far keyholders pulled counts in the old numbering: forget it."""
+    path = paths.nonce_db(ws)
+    if not path.exists():
+        return
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        with contextlib.suppress(sqlite3.OperationalError):  # no such table: nothing kept
+            conn.execute("DELETE FROM pulled")
+    finally:
+        conn.close()

@@ -15,7 +15,10 @@ A workspace database holds:
 - `namings`: who named which cell id in a `supersedes` (per register), so that a
   cell arriving after the cell that names it is judged by one index probe;
 - `usage`: bytes stored per device, for the quota (kept in the push's
-  transaction, so checking a quota reads one row).
+  transaction, so checking a quota reads one row), attachment chunks included;
+- `chunks`, `chunk_releases`, `released`: attachment chunks (their bytes are files,
+  `server/store/chunks.py`): who uploaded each and its size, the signed releases of
+  removed attachments, and which chunks each lets go (`CHUNKS_DDL`).
 
 Request nonces live in a file of their own (`nonces.py`).
 
@@ -96,6 +99,30 @@ CREATE TABLE IF NOT EXISTS heads (
 ) WITHOUT ROWID;
 """
 WORKSPACE_DDL += DELIVERY_DDL
+
+# Attachment chunks. Also run on files made before them (`chunks.ensure`).
+CHUNKS_DDL = """
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_releases (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    change INTEGER NOT NULL,
+    release TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS released (
+    chunk_id TEXT PRIMARY KEY,
+    release_id INTEGER NOT NULL REFERENCES chunk_releases (id),
+    change INTEGER NOT NULL,
+    dropped INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS released_due ON released (dropped, change);
+"""
+WORKSPACE_DDL += CHUNKS_DDL
 
 SERVER_DDL = """
 CREATE TABLE IF NOT EXISTS codes (
