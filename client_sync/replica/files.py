@@ -34,9 +34,10 @@ def record_files(replica: Replica, record_id: str) -> dict[str, list[HeadCell]]:
     """Each attachment field of a record -> its open values, winner first. Reads the
     record's own cells only."""
     rows = replica.db.execute(
-        "SELECT record_id, record_type, field, value, hlc, device_id, cell_id FROM cells"
-        " WHERE record_id = ? AND head = 1 AND field >= ? AND field < ?",
-        (record_id, _FIRST, _PAST),
+        "SELECT r.record_id, c.record_type, c.field, c.value, c.hlc, c.device_id, c.cell_id"
+        " FROM records r JOIN cells c ON c.rid = r.rid AND c.head = 1"
+        " AND c.field >= ? AND c.field < ? WHERE r.record_id = ?",
+        (_FIRST, _PAST, record_id),
     )
     out: dict[str, list[HeadCell]] = {}
     for r in rows:
