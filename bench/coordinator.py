@@ -229,7 +229,7 @@ def measure_size(ws: Workspace, size: int, held: int, tmp: Path, repeats: int) -
 def operations(ws: Workspace, target: str, repeats: int) -> dict[str, float]:
     """What each command does once the profile is unlocked, timed in this process (the
     fixed cost of a command taken off exactly): open the replica, run, close."""
-    from client_sync import keyring, view
+    from client_sync import keyring, review, view
     from client_sync import sync as syncing
     from client_sync.replica import open_replica
 
@@ -259,8 +259,8 @@ def operations(ws: Workspace, target: str, repeats: int) -> dict[str, float]:
             json.dumps(rec.as_json(), ensure_ascii=False, indent=2)
 
     out = {
-        "show_op_s": timed(on_replica(lambda r: view.record_detail(r, target))),
-        "conflicts_op_s": timed(on_replica(view.conflict_queue)),
+        "show_op_s": timed(on_replica(lambda r: review.record_detail(r, target))),
+        "conflicts_op_s": timed(on_replica(review.conflict_queue)),
         "records_op_s": timed(on_replica(listing), 1),
     }
     vol = ws.env(ws.cli_home)

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from replicakit import cell, merge, record, rid, temp_replica
 
-from client_sync import view
+from client_sync import review, view
 from client_sync.replica import Replica, derived
 
 
@@ -114,13 +114,13 @@ def test_links_both_ways_and_deleted_records() -> None:
             *record(det2, "detention", 12, picket_id=picket, person_name="Serik"),
             *record(rid(4), "detention", 13, picket_id=rid(99), person_name="Marat"),
         ])  # fmt: skip
-        shown = view.record_detail(replica, picket)
+        shown = review.record_detail(replica, picket)
         assert shown is not None
         assert (shown.links_out, shown.links_in) == ([], [
             {"field": "picket_id", "id": det1, "type": "detention"},
             {"field": "picket_id", "id": det2, "type": "detention"},
         ])  # fmt: skip
-        other = view.record_detail(replica, rid(4))
+        other = review.record_detail(replica, rid(4))
         assert other is not None
         assert other.links_out == [{"field": "picket_id", "id": rid(99), "type": None}]
         merge(replica, [cell(det2, "detention", "_deleted", True, 20)])

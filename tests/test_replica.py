@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from replicakit import COORDINATOR, Steps, cell, merge, record, rid, temp_replica
 from test_merge_laws import SETTINGS, histories, reference, split
 
-from client_sync import view
+from client_sync import review, view
 from client_sync.replica import Replica, derived
 from client_sync.replica.opening import Opened
 from protocol.merge import CellMeta
@@ -129,7 +129,7 @@ def steps_of(fn: Any, sizes: tuple[int, int] = (60, 1500)) -> list[int]:
 
 def test_show_reads_the_same_at_two_sizes() -> None:
     def show(replica: Replica, target: str) -> None:
-        detail = view.record_detail(replica, target)
+        detail = review.record_detail(replica, target)
         assert detail is not None and detail.record.duplicates == [rid(3)]
         assert detail.links_out == [{"field": "picket_id", "id": rid(1), "type": "picket"}]
         assert len(detail.history) == 5
@@ -140,7 +140,7 @@ def test_show_reads_the_same_at_two_sizes() -> None:
 
 def test_conflicts_and_a_sorted_page_read_the_same_at_two_sizes() -> None:
     def queue(replica: Replica, target: str) -> None:
-        assert [(c.record_id, c.field) for c in view.conflict_queue(replica)] == [
+        assert [(c.record_id, c.field) for c in review.conflict_queue(replica)] == [
             (target, "person_name")
         ]
 

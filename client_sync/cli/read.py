@@ -120,11 +120,11 @@ def show(s: Session, record_id: str, fmt: str) -> None:
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
-    from .. import outbox, view
+    from .. import outbox, review
     from . import render
 
     replica = s.reading_replica("read records")
-    detail = view.record_detail(replica, outbox.check_record_id(record_id))
+    detail = review.record_detail(replica, outbox.check_record_id(record_id))
     if detail is None:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
     from .. import operations
@@ -144,11 +144,11 @@ def conflicts(s: Session, fmt: str) -> None:
 
     Example: fieldsync conflicts --format json
     """
-    from .. import view
+    from .. import review
     from . import render
 
     replica = s.reading_replica("read conflicts")
-    items = view.conflict_queue(replica)
+    items = review.conflict_queue(replica)
     from .. import operations
 
     names = operations.device_names(s)

@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..view import Conflict, Detail, Record, cell_text, hlc_time
+from ..review import Conflict, Detail
+from ..view import Record, cell_text, hlc_time
 
 
 def _short(value: Any, width: int = 60) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.records import N_, RECORD_TYPES, specs
 
-from .. import operations, view
+from .. import operations, review, view
 from ..device import Session
 from ..replica import Replica
 
@@ -152,7 +152,7 @@ def every_row(replica: Replica, q: Query) -> list[view.Record]:
 
 
 def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | None:
-    detail = view.record_detail(replica, record_id)
+    detail = review.record_detail(replica, record_id)
     if detail is None:
         return None
     rec = detail.record
@@ -217,7 +217,7 @@ def _attachments(replica: Replica, rec: view.Record, names: dict[str, str]) -> l
 def conflict_queue(s: Session, replica: Replica) -> list[dict[str, Any]]:
     """Every open conflict, the oldest first."""
     names = operations.device_names(s)
-    items = view.conflict_queue(replica)
+    items = review.conflict_queue(replica)
     briefs = _briefs(replica, {c.record_id for c in items})
     return [
         {
