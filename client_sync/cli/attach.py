@@ -29,10 +29,11 @@ def attach(
 
     Example: fieldsync attach 6JrG1k2m9bq8ZQ0bq1cV_w van.jpg notice.pdf --caption "Gate 2"
     """
-    from .. import operations, outbox
+    from .. import attachments, operations, outbox
 
     outbox.check_record_id(record_id)
     paths = [Path(f) for f in files]
+    attachments.check_paths(paths)  # before the passphrase is asked for
     with unlocked() as s:
         made = operations.attach(s, record_id, paths, record_type, caption)
         waiting = len(s.prof.state["outbox"])
@@ -90,8 +91,10 @@ def open_command(record_id: str, out_dir: str) -> None:
     Example: fieldsync open 6JrG1k2m9bq8ZQ0bq1cV_w --out ./evidence
     """
     from .. import operations, outbox
+    from .read import check_out_dir
 
     outbox.check_record_id(record_id)
+    check_out_dir("--out", Path(out_dir))
     with unlocked() as s:
         opened = operations.open_attachments(s, record_id, Path(out_dir))
     if not opened:

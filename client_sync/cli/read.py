@@ -218,6 +218,9 @@ def export(
     if strip_metadata and files_dir is None:
         raise UsageError("--strip-metadata needs --attachments DIR (it strips copies of them)")
     files = Path(files_dir) if files_dir is not None else None
+    check_out_file("--out", Path(out_path))
+    if files is not None:
+        check_out_dir("--attachments", files)
     with unlocked() as s:
         out = operations.export(
             s,
@@ -244,6 +247,21 @@ def export(
         )
         for line in out.files.warnings:
             warn(line)
+
+
+def check_out_file(option: str, path: Path) -> None:
+    """A file to write, checked before the passphrase is asked for and anything is
+    written: not a folder, in a folder that exists."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder: give the file to write")
+    if not path.absolute().parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {path.absolute().parent} does not exist")
+
+
+def check_out_dir(option: str, path: Path) -> None:
+    """A folder to write into (created if missing), checked first: not a file."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a folder")
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
