@@ -152,6 +152,13 @@ def test_a_coordinator_opens_verified_files_and_refuses_what_the_server_changed(
     assert "key" not in json.dumps(shown["history"])
     by_name = {a["name"]: a for a in shown["attachments"]}
     assert by_name["van.jpg"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    # The text form lists them too, and names them in the history (no raw descriptor).
+    text = admin.run("show", rec).out.splitlines()
+    for a in shown["attachments"]:
+        line = f"  attachment {a['id']}  {a['name']}  ({a['media_type']}, {a['size']:,} bytes)"
+        assert f"{line}  sha256:{a['sha256']}" in text
+        assert any(f"  attachment {a['name']} ({a['id']})  (current; " in t for t in text)
+    assert [t for t in text if "_file_" in t] == []
     # What the server holds, chunk by chunk, and which chunk of the notice is third.
     data_dir = server.data_dir
     before = _chunk_files(data_dir)
