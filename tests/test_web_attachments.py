@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from clientkit import PICKET, new_team, server  # noqa: F401  (a fixture)
 from photokit import photo_with_gps
-from test_web_catalogue import Pseudo, escapes
+from test_web_catalogue import Pseudo, _too_large, escapes
 from webkit import BASE, Bench
 
 from client_sync.demo import ServerProcess
@@ -87,6 +87,15 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
         for data in (photo, doc):
             assert hashlib.sha256(data).hexdigest() in page
         assert page.count("not fetched yet") == 2
+        # More than the workbench takes at once: nothing attached, and the page says what
+        # to do instead (before, a bare "Not possible").
+        big = _too_large(bench, f"/records/{record_id}/attach")
+        said = " ".join(big.get_data(as_text=True).split())
+        assert big.status_code == 413
+        assert "<h1>Too large</h1>" in said
+        assert "at most 2 MB of files at once: nothing was attached." in said
+        assert '<code translate="no">fieldsync attach RECORD_ID FILE</code>' in said
+        assert bench.get(f"/records/{record_id}").get_data(as_text=True) == page
         # A new record with a file, from the capture page.
         made = bench.post(
             "/capture/picket",
