@@ -273,3 +273,49 @@ def test_a_revoked_device_destroys_the_chunks_it_can_no_longer_send(
     assert chunk_puts(proxy) == []  # nothing of it was sent
     assert status(gone)["attachment_chunks_kept"] == 0
     assert list((gone.home / "chunks").iterdir()) == []
+
+
+def test_an_admins_delete_purge_drops_the_chunks_at_once(
+    proxied: tuple[Team, LyingProxy],
+    server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    team, _ = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    coord = team.enroll(admin, "coord", "coordinator")
+    notice = tmp_path / "fine-notice.pdf"
+    notice.write_bytes(os.urandom(MIB + 100))  # 2 chunks
+    rec = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", rec, str(notice))
+    vol.run("sync")
+    admin.run("sync")
+    coord.run("sync")
+    chunks = _notice_chunks(admin, rec)
+
+    def held() -> list[str]:
+        return sorted(c for c in chunks if list((server.data_dir / "chunks").rglob(c)))
+
+    assert len(chunks) == 2 and held() == sorted(chunks)
+    admin.run("open", rec, "--out", str(tmp_path / "opened"))
+    # Only an admin purges; a volunteer's refusal seals nothing.
+    refused = vol.run("delete", rec, "--type", "picket", "--purge", check=False)
+    assert_one_line_error(refused, 3, "only an active admin can purge")
+    assert status(vol)["outbox"] == 0
+    admin.run("delete", rec, "--purge")
+    admin.run("sync")
+    assert held() == []  # at once, though the other coordinator has not pulled the deletion
+    # A coordinator who never opened the file is told why there is none (not exit 5,
+    # "the server failed verification": the deletion let the chunks go).
+    coord.run("sync")
+    gone = coord.run("open", rec, "--out", str(tmp_path / "late"), check=False)
+    assert_one_line_error(
+        gone,
+        1,
+        f"record {rec} is deleted, and its attachment",
+        "(fine-notice.pdf) was not opened here before: its chunks went with it",
+    )
+    assert not (tmp_path / "late").exists()
+    # The admin who opened it before keeps its verified copy, in its replica.
+    admin.run("open", rec, "--out", str(tmp_path / "again"))
+    assert (tmp_path / "again" / "fine-notice.pdf").read_bytes() == notice.read_bytes()
