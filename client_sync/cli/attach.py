@@ -25,7 +25,8 @@ def attach(
     The file is sealed whole, its metadata (EXIF, GPS) untouched, with the SHA-256 of
     its bytes taken now; this device keeps no readable copy of what it sealed (the
     original stays where it was). `fieldsync sync` sends it, resuming after a cut.
-    Prints, per file, its attachment id, SHA-256 and name; the last id last.
+    Prints, per file, its name, size and SHA-256; then the attachment ids, one a line,
+    in the order of the files.
 
     Example: fieldsync attach 6JrG1k2m9bq8ZQ0bq1cV_w van.jpg notice.pdf --caption "Gate 2"
     """
