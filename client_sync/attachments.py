@@ -128,6 +128,16 @@ def _fsync_dir(folder: Path) -> None:
 Source = Path | tuple[str, BinaryIO]
 
 
+def check_caption(caption: str | None) -> None:
+    if caption is not None:
+        try:
+            attachment.check_caption(caption)
+        except InvalidAttachment:
+            raise UsageError(
+                f"--caption must be 1 to {attachment.MAX_CAPTION} characters of text"
+            ) from None
+
+
 def _too_large(name: str, size: int) -> CliError:
     return CliError(
         f"{name} is {size:,} bytes: an attachment is at most"
@@ -214,13 +224,7 @@ def attach(
     record_id = outbox.check_record_id(record_id)
     record_type = outbox.record_type_of(prof, record_id, given_type, replica)
     prof.require_active()
-    if caption is not None:
-        try:
-            attachment.check_caption(caption)
-        except InvalidAttachment:
-            raise UsageError(
-                f"--caption must be 1 to {attachment.MAX_CAPTION} characters of text"
-            ) from None
+    check_caption(caption)
     folder = chunk_dir(prof)
     folder.mkdir(mode=0o700, exist_ok=True)
     written: list[Path] = []

@@ -122,3 +122,28 @@ def test_ui_refuses_a_port_in_use_before_the_passphrase(files: Path) -> None:
             " choose another port, or leave --port out for a free one",
             "ui", "--no-browser", "--port", str(port),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["detach", RECORD, "bad"], "not an attachment id: 'bad'"),
+        (["attach", RECORD, "van.jpg", "--caption", ""], "--caption must be 1 to 1000"),
+        (["show", "bad"], "not a record id: 'bad'"),
+    ],
+)
+def test_a_malformed_argument_is_refused_before_the_passphrase(
+    files: Path, args: list[str], message: str
+) -> None:
+    out = _run(files, *args)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.startswith(f"error: {message}") and out.stderr.count("\n") == 1
+
+
+def test_resolve_keeps_a_value_numbered_from_zero(files: Path) -> None:
+    out = _run(files, "resolve", RECORD, "attendance", "--keep", "-1")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == (
+        "error: Invalid value for '--keep': -1 is not in the range x>=0."
+        " (see `fieldsync resolve --help`)\n"
+    )

@@ -35,6 +35,7 @@ def attach(
     outbox.check_record_id(record_id)
     paths = [Path(f) for f in files]
     attachments.check_paths(paths)  # before the passphrase is asked for
+    attachments.check_caption(caption)
     with unlocked() as s:
         made = operations.attach(s, record_id, paths, record_type, caption)
         waiting = len(s.prof.state["outbox"])
@@ -62,9 +63,10 @@ def detach(record_id: str, attachment_id: str, record_type: str | None, purge: b
 
     Example: fieldsync detach 6JrG1k2m9bq8ZQ0bq1cV_w q2Jc5bq8ZQ0bq1cV_w6JrG
     """
-    from .. import operations, outbox
+    from .. import operations, outbox, releases
 
     outbox.check_record_id(record_id)
+    releases.attachment_field(attachment_id)  # before the passphrase is asked for
     with unlocked() as s:
         rtype = operations.detach(s, record_id, attachment_id, record_type, purge)
     emit(f"sealed the removal of attachment {attachment_id} from {rtype} {record_id}")

@@ -114,22 +114,21 @@ def records(
 @cli.command()
 @click.argument("record_id")
 @format_option("text", "json")
-@session
-def show(s: Session, record_id: str, fmt: str) -> None:
+def show(record_id: str, fmt: str) -> None:
     """Coordinator: one record's fields, open values, links both ways, duplicates, history.
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
-    from .. import outbox, view
+    from .. import operations, outbox, view
     from . import render
 
-    replica = s.reading_replica("read records")
-    detail = view.record_detail(replica, outbox.check_record_id(record_id))
-    if detail is None:
-        raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-    from .. import operations
-
-    names = operations.device_names(s)
+    outbox.check_record_id(record_id)  # before the passphrase is asked for
+    with unlocked() as s:
+        replica = s.reading_replica("read records")
+        detail = view.record_detail(replica, record_id)
+        if detail is None:
+            raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
+        names = operations.device_names(s)
     if fmt == "json":
         emit(json.dumps(detail.as_json(names), ensure_ascii=False, indent=2))
     else:
@@ -162,7 +161,9 @@ def conflicts(s: Session, fmt: str) -> None:
 @click.argument("record_id")
 @click.argument("field")
 @click.option("--value", help="A new value for the field.")
-@click.option("--keep", type=int, metavar="N", help="Keep value N of `fieldsync conflicts`.")
+@click.option(
+    "--keep", type=click.IntRange(min=0), metavar="N", help="Keep value N of `fieldsync conflicts`."
+)
 def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> None:
     """Coordinator: close a conflict by keeping one of its values or writing a new one.
 
