@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +242,7 @@ class Exported:
         self.folder, self.shown, self.strip = folder, shown, strip
         self.warnings: list[str] = []
         self.files = 0
+        self.made: list[Path] = []  # the folders this export created, outermost first
 
     def __call__(self, record_id: str, values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         out = []
@@ -254,9 +256,10 @@ class Exported:
                 "caption": desc.caption,
                 "sha256_sealed": desc.sha256,
             }
+            folder = self.folder / record_id / desc.id
+            self.made += [p for p in (self.folder, folder.parent, folder) if not p.exists()]
             try:
                 fetch(self.prof, self.client, self.cache, desc)
-                folder = self.folder / record_id / desc.id
                 written = write(self.cache, desc, folder)
             except FetchError as exc:
                 entry.update(path=None, sha256=None, error=f"{exc.code}: not exported")
@@ -272,6 +275,14 @@ class Exported:
                     entry["stripped_note"] = note
             out.append(entry)
         return out
+
+    def undo(self) -> None:
+        """Take back the files of an export that failed (its sheet was not written):
+        no plaintext is left behind without the sheet that lists it. Only what this
+        export created goes (a folder a former export wrote stays as it was)."""
+        for made in reversed(self.made):
+            shutil.rmtree(made, ignore_errors=True)
+        self.made.clear()
 
     def _shown(self, path: Path) -> str:
         return os.path.join(self.shown, os.path.relpath(path, self.folder))

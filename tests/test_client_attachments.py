@@ -319,3 +319,33 @@ def test_an_admins_delete_purge_drops_the_chunks_at_once(
     # The admin who opened it before keeps its verified copy, in its replica.
     admin.run("open", rec, "--out", str(tmp_path / "again"))
     assert (tmp_path / "again" / "fine-notice.pdf").read_bytes() == notice.read_bytes()
+
+
+def test_an_export_cut_short_leaves_no_file_behind(
+    proxied: tuple[Team, LyingProxy], tmp_path: Path
+) -> None:
+    team, proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    photo = tmp_path / "van.jpg"
+    photo.write_bytes(photo_with_gps())
+    first = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", first, str(photo))
+    second = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", second, str(photo))
+    vol.run("sync")
+    admin.run("sync")
+    admin.run("open", first, "--out", str(tmp_path / "opened"))  # kept: no network needed
+    # The other record's file cannot be fetched: the export fails with the network,
+    # after it wrote the first record's photo; none of it stays without its sheet.
+    proxy.cut("GET", r"/chunks/", times=None)
+    files, sheet = tmp_path / "files", tmp_path / "p.csv"
+    args = ["export", "--format", "csv", "--out", str(sheet), "--attachments", str(files)]
+    cut = admin.run(*args, check=False)
+    assert cut.rc == 4, cut.err
+    assert (files.exists(), sheet.exists()) == (False, False)
+    proxy.clear()
+    admin.run(*args)
+    assert sorted(p.relative_to(files).parts[0] for p in files.rglob("van.jpg")) == sorted(
+        [first, second]
+    )

@@ -234,8 +234,12 @@ def export(
         )
         try:
             _write_atomic(Path(out_path), out)
-        except OSError as exc:
-            raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
+        except BaseException as exc:
+            if out.files is not None:
+                out.files.undo()  # no file left without the sheet that lists it
+            if isinstance(exc, OSError):
+                raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
+            raise
     emit(
         f"exported {out.count} record(s) to {out_path};"
         " it is plaintext: keep it where the records may be"
