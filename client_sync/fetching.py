@@ -13,6 +13,7 @@ uploaded are read from its profile directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -20,7 +21,7 @@ import shutil
 from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from protocol import attachment
 from protocol.attachment import Descriptor
@@ -140,11 +141,24 @@ class Written:
     sha256: str
 
 
+def _private_folder(folder: Path) -> None:
+    """A folder for plaintext files, created for this user only (as the sheet of an
+    export is written for this user only): another local user reads none of it."""
+    for made in reversed([folder, *folder.parents]):
+        if not made.exists():
+            with contextlib.suppress(FileExistsError):  # made meanwhile
+                made.mkdir(mode=0o700)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
 def write(cache: Cache, desc: Descriptor, folder: Path, name: str | None = None) -> Written:
     """Write the verified file into `folder` (created), under its sealed name unless
     `name` is given, never over another file: a name already taken by other bytes gets
     the attachment id added. Written whole or not at all."""
-    folder.mkdir(parents=True, exist_ok=True)
+    _private_folder(folder)
     target = folder / safe_name(name or desc.name)
     if target.exists() and _sha_of(target) != desc.sha256:
         stem, dot, ext = target.name.partition(".")
@@ -152,7 +166,7 @@ def write(cache: Cache, desc: Descriptor, folder: Path, name: str | None = None)
     tmp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
     digest = hashlib.sha256()
     try:
-        with open(tmp, "xb") as fh:
+        with _private_file(tmp) as fh:
             for piece in file_bytes(cache, desc):
                 digest.update(piece)
                 fh.write(piece)
@@ -220,7 +234,7 @@ def strip_copy(cache: Cache, desc: Descriptor, folder: Path) -> tuple[Path | Non
         return None, f"not stripped ({exc})"
     target = folder / ("stripped-" + safe_name(desc.name))
     tmp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
-    with open(tmp, "xb") as fh:
+    with _private_file(tmp) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

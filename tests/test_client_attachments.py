@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,14 @@ def test_a_coordinator_opens_verified_files_and_refuses_what_the_server_changed(
         got = tmp_path / "evidence" / f.name
         assert got.read_bytes() == f.read_bytes()
         assert f"{got}  sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}  verified" in opened.out
+    # Plaintext for this user only, as the export's sheet is: another local user
+    # reads neither the files nor the folder's list of names.
+    evidence = tmp_path / "evidence"
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in [evidence, *evidence.iterdir()]} == {
+        "evidence": 0o700,
+        "van.jpg": 0o600,
+        "notice.pdf": 0o600,
+    }
     # The original keeps its GPS: it is the evidence.
     assert "gps" in has_metadata((tmp_path / "evidence" / "van.jpg").read_bytes())
     # An export with the files: each beside its record with its verified SHA-256, and a
