@@ -107,6 +107,28 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
             content_type="multipart/form-data",
         )
         assert made.status_code == 302
+        # A caption refused (a tab pasted in) or a value refused: nothing is sealed, the
+        # caption is kept beside its message, and the page says the files were not
+        # attached (a browser cannot keep them in a form shown again). Before, the
+        # picket was sealed and the page asked to fix and send again: a second picket.
+        for form, beside in [
+            ({"place": "Tabbed Gate", "caption": "Gate\t2"}, "--caption must be 1 to 1000"),
+            ({"place": "Tabbed Gate", "date": "2026-02-30"}, None),
+        ]:
+            refused = bench.post(
+                "/capture/picket",
+                {"date": "2026-12-05", **form, "files": [(io.BytesIO(b"x"), "fine.pdf")]},
+                content_type="multipart/form-data",
+            )
+            html = refused.get_data(as_text=True)
+            assert refused.status_code == 422
+            assert "These files were not attached: choose them again" in html
+            assert '<bdi translate="no" dir="auto">fine.pdf</bdi>' in html
+            if beside:
+                assert f'<bdi translate="no" dir="auto">{beside}' in html
+                kept = 'name="caption" type="text" dir="auto" maxlength="1000" value="Gate\t2"'
+                assert kept in html
+        assert admin.run("records", "--search", "Tabbed", "--format", "json").out == "[]\n"
         monkeypatch.undo()
         admin.run("sync")  # the captures go out, the chunks are uploaded
         job = bench.post(f"/records/{record_id}/fetch")

@@ -103,6 +103,12 @@ def _pages(bench: Bench, day: Day) -> Iterator[tuple[str, str]]:
     bad = bench.post("/capture/picket", {"date": "2026-02-30", "attendance": "forty"})
     assert bad.status_code == 422
     yield "refused picket", bad.get_data(as_text=True)
+    bad = bench.post(
+        "/capture/picket",
+        {"date": "2026-12-04", "files": [(io.BytesIO(b"x"), "a.txt")], "caption": "a\tb"},
+        content_type="multipart/form-data",
+    )
+    yield "refused caption", bad.get_data(as_text=True)
     bad = bench.post(f"/records/{day.ids['relative1']}/edit", {"status": "holiday"})
     yield "refused edit", bad.get_data(as_text=True)
     yield "invite", bench.post("/devices/invite", {"role": "volunteer"}).get_data(as_text=True)
