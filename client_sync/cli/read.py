@@ -219,7 +219,7 @@ def export(
     if strip_metadata and files_dir is None:
         raise UsageError("--strip-metadata needs --attachments DIR (it strips copies of them)")
     files = Path(files_dir) if files_dir is not None else None
-    check_out_file("--out", Path(out_path))
+    check_out_file(Path(out_path))
     if files is not None:
         check_out_dir("--attachments", files)
     with unlocked() as s:
@@ -254,19 +254,20 @@ def export(
             warn(line)
 
 
-def check_out_file(option: str, path: Path) -> None:
+def check_out_file(path: Path) -> None:
     """A file to write, checked before the passphrase is asked for and anything is
-    written: not a folder, in a folder that exists."""
+    written: not a folder, in a folder that exists (the failures, exit 1, that writing
+    it would meet only at the end)."""
     if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder: give the file to write")
+        raise CliError(f"cannot write {path}: Is a directory")
     if not path.absolute().parent.is_dir():
-        raise UsageError(f"{option} {path}: the folder {path.absolute().parent} does not exist")
+        raise CliError(f"cannot write {path}: No such file or directory")
 
 
 def check_out_dir(option: str, path: Path) -> None:
     """A folder to write into (created if missing), checked first: not a file."""
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path} is a file, not a folder")
+        raise CliError(f"cannot write into {option} {path}: it is a file, not a folder")
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
