@@ -25,6 +25,7 @@ import contextlib
 import mimetypes
 import os
 import secrets
+import stat
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -127,6 +128,43 @@ def _fsync_dir(folder: Path) -> None:
 Source = Path | tuple[str, BinaryIO]
 
 
+def check_caption(caption: str | None) -> None:
+    if caption is not None:
+        try:
+            attachment.check_caption(caption)
+        except InvalidAttachment:
+            raise UsageError(
+                f"--caption must be 1 to {attachment.MAX_CAPTION} characters of text"
+            ) from None
+
+
+def _too_large(name: str, size: int) -> CliError:
+    return CliError(
+        f"{name} is {size:,} bytes: an attachment is at most"
+        f" {attachment.MAX_SIZE:,} (1 GiB); split it first"
+    )
+
+
+def check_paths(paths: list[Path]) -> None:
+    """Refuse, before anything is unlocked or sealed, a path that cannot be attached: one
+    that is missing or unreadable, a directory or a device (not a file), or a file past
+    the largest attachment. Sealing checks again (a file can change in between)."""
+    for path in paths:
+        try:
+            st = path.stat()
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb"):
+                    pass
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path} is a directory: attach the files in it")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path} is not a regular file")
+        if st.st_size > attachment.MAX_SIZE:
+            raise _too_large(file_name(path), st.st_size)
+
+
 def _opened(source: Source) -> tuple[str, BinaryIO, int]:
     if isinstance(source, Path):
         try:
@@ -150,10 +188,7 @@ def seal_file(
     name = file_name(Path(raw_name))
     with fh:
         if size > attachment.MAX_SIZE:
-            raise CliError(
-                f"{name} is {size:,} bytes: an attachment is at most"
-                f" {attachment.MAX_SIZE:,} (1 GiB); split it first"
-            )
+            raise _too_large(name, size)
         sealer = attachment.new_sealer(size, os.urandom)
         stored = 0
         try:
@@ -189,13 +224,7 @@ def attach(
     record_id = outbox.check_record_id(record_id)
     record_type = outbox.record_type_of(prof, record_id, given_type, replica)
     prof.require_active()
-    if caption is not None:
-        try:
-            attachment.check_caption(caption)
-        except InvalidAttachment:
-            raise UsageError(
-                f"--caption must be 1 to {attachment.MAX_CAPTION} characters of text"
-            ) from None
+    check_caption(caption)
     folder = chunk_dir(prof)
     folder.mkdir(mode=0o700, exist_ok=True)
     written: list[Path] = []

@@ -13,13 +13,15 @@ uploaded are read from its profile directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from protocol import attachment
 from protocol.attachment import Descriptor
@@ -139,11 +141,24 @@ class Written:
     sha256: str
 
 
+def _private_folder(folder: Path) -> None:
+    """A folder for plaintext files, created for this user only (as the sheet of an
+    export is written for this user only): another local user reads none of it."""
+    for made in reversed([folder, *folder.parents]):
+        if not made.exists():
+            with contextlib.suppress(FileExistsError):  # made meanwhile
+                made.mkdir(mode=0o700)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
 def write(cache: Cache, desc: Descriptor, folder: Path, name: str | None = None) -> Written:
     """Write the verified file into `folder` (created), under its sealed name unless
     `name` is given, never over another file: a name already taken by other bytes gets
     the attachment id added. Written whole or not at all."""
-    folder.mkdir(parents=True, exist_ok=True)
+    _private_folder(folder)
     target = folder / safe_name(name or desc.name)
     if target.exists() and _sha_of(target) != desc.sha256:
         stem, dot, ext = target.name.partition(".")
@@ -151,7 +166,7 @@ def write(cache: Cache, desc: Descriptor, folder: Path, name: str | None = None)
     tmp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
     digest = hashlib.sha256()
     try:
-        with open(tmp, "xb") as fh:
+        with _private_file(tmp) as fh:
             for piece in file_bytes(cache, desc):
                 digest.update(piece)
                 fh.write(piece)
@@ -219,7 +234,7 @@ def strip_copy(cache: Cache, desc: Descriptor, folder: Path) -> tuple[Path | Non
         return None, f"not stripped ({exc})"
     target = folder / ("stripped-" + safe_name(desc.name))
     tmp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
-    with open(tmp, "xb") as fh:
+    with _private_file(tmp) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -241,6 +256,7 @@ class Exported:
         self.folder, self.shown, self.strip = folder, shown, strip
         self.warnings: list[str] = []
         self.files = 0
+        self.made: list[Path] = []  # the folders this export created, outermost first
 
     def __call__(self, record_id: str, values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         out = []
@@ -254,9 +270,10 @@ class Exported:
                 "caption": desc.caption,
                 "sha256_sealed": desc.sha256,
             }
+            folder = self.folder / record_id / desc.id
+            self.made += [p for p in (self.folder, folder.parent, folder) if not p.exists()]
             try:
                 fetch(self.prof, self.client, self.cache, desc)
-                folder = self.folder / record_id / desc.id
                 written = write(self.cache, desc, folder)
             except FetchError as exc:
                 entry.update(path=None, sha256=None, error=f"{exc.code}: not exported")
@@ -272,6 +289,14 @@ class Exported:
                     entry["stripped_note"] = note
             out.append(entry)
         return out
+
+    def undo(self) -> None:
+        """Take back the files of an export that failed (its sheet was not written):
+        no plaintext is left behind without the sheet that lists it. Only what this
+        export created goes (a folder a former export wrote stays as it was)."""
+        for made in reversed(self.made):
+            shutil.rmtree(made, ignore_errors=True)
+        self.made.clear()
 
     def _shown(self, path: Path) -> str:
         return os.path.join(self.shown, os.path.relpath(path, self.folder))

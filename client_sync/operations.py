@@ -82,10 +82,20 @@ def fetch_attachments(s: Session, record_id: str) -> list[Any]:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
     cache = FileCache(replica)
     client = s.client()
-    return [
-        (desc, fetching.fetch(s.prof, client, cache, desc))
-        for desc in fetching.descriptors(found[0].values)
-    ]
+    got = []
+    for desc in fetching.descriptors(found[0].values):
+        try:
+            got.append((desc, fetching.fetch(s.prof, client, cache, desc)))
+        except fetching.FetchError as exc:
+            if not (found[0].deleted and exc.code == "chunk_missing"):
+                raise
+            # Deleting a record lets its chunks go (at once with --purge): gone is what
+            # was asked for, not a server's doing.
+            raise CliError(
+                f"record {record_id} is deleted, and its attachment {desc.id} ({desc.name})"
+                " was not opened here before: its chunks went with it"
+            ) from None
+    return got
 
 
 def open_attachments(s: Session, record_id: str, out: Path) -> list[Any]:

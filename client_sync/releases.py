@@ -105,6 +105,14 @@ def chunks_of(
     return list(dict.fromkeys(c for c in ids if attachment.valid_chunk_id(c)))
 
 
+def attachment_field(attachment_id: str) -> str:
+    """The field of an attachment id as a person typed it, or a usage error."""
+    try:
+        return attachment.file_field(attachment_id)
+    except Exception:
+        raise UsageError(f"not an attachment id: {attachment_id!r}") from None
+
+
 def remove(
     prof: Profile,
     record_id: str,
@@ -116,10 +124,7 @@ def remove(
     """Remove an attachment from its record (`null` in its field) and queue the release of
     its chunks; returns the record's type."""
     record_id = outbox.check_record_id(record_id)
-    try:
-        field_name = attachment.file_field(attachment_id)
-    except Exception:
-        raise UsageError(f"not an attachment id: {attachment_id!r}") from None
+    field_name = attachment_field(attachment_id)
     if purge:
         prof.require_admin("purge attachments at once")
     record_type = outbox.record_type_of(prof, record_id, given_type, replica)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,13 @@ def test_a_coordinator_opens_verified_files_and_refuses_what_the_server_changed(
     assert "key" not in json.dumps(shown["history"])
     by_name = {a["name"]: a for a in shown["attachments"]}
     assert by_name["van.jpg"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    # The text form lists them too, and names them in the history (no raw descriptor).
+    text = admin.run("show", rec).out.splitlines()
+    for a in shown["attachments"]:
+        line = f"  attachment {a['id']}  {a['name']}  ({a['media_type']}, {a['size']:,} bytes)"
+        assert f"{line}  sha256:{a['sha256']}" in text
+        assert any(f"  attachment {a['name']} ({a['id']})  (current; " in t for t in text)
+    assert [t for t in text if "_file_" in t] == []
     # What the server holds, chunk by chunk, and which chunk of the notice is third.
     data_dir = server.data_dir
     before = _chunk_files(data_dir)
@@ -185,6 +193,14 @@ def test_a_coordinator_opens_verified_files_and_refuses_what_the_server_changed(
         got = tmp_path / "evidence" / f.name
         assert got.read_bytes() == f.read_bytes()
         assert f"{got}  sha256:{hashlib.sha256(f.read_bytes()).hexdigest()}  verified" in opened.out
+    # Plaintext for this user only, as the export's sheet is: another local user
+    # reads neither the files nor the folder's list of names.
+    evidence = tmp_path / "evidence"
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in [evidence, *evidence.iterdir()]} == {
+        "evidence": 0o700,
+        "van.jpg": 0o600,
+        "notice.pdf": 0o600,
+    }
     # The original keeps its GPS: it is the evidence.
     assert "gps" in has_metadata((tmp_path / "evidence" / "van.jpg").read_bytes())
     # An export with the files: each beside its record with its verified SHA-256, and a
@@ -266,3 +282,79 @@ def test_a_revoked_device_destroys_the_chunks_it_can_no_longer_send(
     assert chunk_puts(proxy) == []  # nothing of it was sent
     assert status(gone)["attachment_chunks_kept"] == 0
     assert list((gone.home / "chunks").iterdir()) == []
+
+
+def test_an_admins_delete_purge_drops_the_chunks_at_once(
+    proxied: tuple[Team, LyingProxy],
+    server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    team, _ = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    coord = team.enroll(admin, "coord", "coordinator")
+    notice = tmp_path / "fine-notice.pdf"
+    notice.write_bytes(os.urandom(MIB + 100))  # 2 chunks
+    rec = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", rec, str(notice))
+    vol.run("sync")
+    admin.run("sync")
+    coord.run("sync")
+    chunks = _notice_chunks(admin, rec)
+
+    def held() -> list[str]:
+        return sorted(c for c in chunks if list((server.data_dir / "chunks").rglob(c)))
+
+    assert len(chunks) == 2 and held() == sorted(chunks)
+    admin.run("open", rec, "--out", str(tmp_path / "opened"))
+    # Only an admin purges; a volunteer's refusal seals nothing.
+    refused = vol.run("delete", rec, "--type", "picket", "--purge", check=False)
+    assert_one_line_error(refused, 3, "only an active admin can purge")
+    assert status(vol)["outbox"] == 0
+    admin.run("delete", rec, "--purge")
+    admin.run("sync")
+    assert held() == []  # at once, though the other coordinator has not pulled the deletion
+    # A coordinator who never opened the file is told why there is none (not exit 5,
+    # "the server failed verification": the deletion let the chunks go).
+    coord.run("sync")
+    gone = coord.run("open", rec, "--out", str(tmp_path / "late"), check=False)
+    assert_one_line_error(
+        gone,
+        1,
+        f"record {rec} is deleted, and its attachment",
+        "(fine-notice.pdf) was not opened here before: its chunks went with it",
+    )
+    assert not (tmp_path / "late").exists()
+    # The admin who opened it before keeps its verified copy, in its replica.
+    admin.run("open", rec, "--out", str(tmp_path / "again"))
+    assert (tmp_path / "again" / "fine-notice.pdf").read_bytes() == notice.read_bytes()
+
+
+def test_an_export_cut_short_leaves_no_file_behind(
+    proxied: tuple[Team, LyingProxy], tmp_path: Path
+) -> None:
+    team, proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    photo = tmp_path / "van.jpg"
+    photo.write_bytes(photo_with_gps())
+    first = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", first, str(photo))
+    second = vol.run("add", "picket", *PICKET).last
+    vol.run("attach", second, str(photo))
+    vol.run("sync")
+    admin.run("sync")
+    admin.run("open", first, "--out", str(tmp_path / "opened"))  # kept: no network needed
+    # The other record's file cannot be fetched: the export fails with the network,
+    # after it wrote the first record's photo; none of it stays without its sheet.
+    proxy.cut("GET", r"/chunks/", times=None)
+    files, sheet = tmp_path / "files", tmp_path / "p.csv"
+    args = ["export", "--format", "csv", "--out", str(sheet), "--attachments", str(files)]
+    cut = admin.run(*args, check=False)
+    assert cut.rc == 4, cut.err
+    assert (files.exists(), sheet.exists()) == (False, False)
+    proxy.clear()
+    admin.run(*args)
+    assert sorted(p.relative_to(files).parts[0] for p in files.rglob("van.jpg")) == sorted(
+        [first, second]
+    )

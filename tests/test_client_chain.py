@@ -82,7 +82,11 @@ def test_wipe(server: ServerProcess, tmp_path: Path) -> None:  # noqa: F811
     team = new_team(server, tmp_path)
     admin = team.found()
     vol = team.enroll(admin, "vol")
-    vol.run("add", "picket", *PICKET, "--set", "attendance=3")
+    record_id = vol.run("add", "picket", *PICKET, "--set", "attendance=3").last
+    photo = tmp_path / "van.jpg"
+    photo.write_bytes(b"\xff\xd8 a photo not sent yet")
+    vol.run("attach", record_id, str(photo))  # its sealed chunk waits in the profile
+    assert len(list((vol.home / "chunks").iterdir())) == 1
     assert vol.run("wipe", check=False).rc == 2
     assert vol.run("wipe", "--yes").out == "wiped this device's fieldsync profile\n"
     assert not vol.home.exists()

@@ -61,3 +61,22 @@ def test_every_help_runs_and_carries_an_example(command: str) -> None:
 def test_exit_codes_are_documented() -> None:
     for code in EXIT_CODES:
         assert re.search(rf"\b{code} [a-z]", README), f"exit code {code} is not in README.md"
+
+
+def _bullet(command: str) -> str:
+    """The README's description of a command: its bullet, `- \\`COMMAND ...`, to the next."""
+    found = re.search(rf"^- `{re.escape(command)}\b.*?(?=^- `|^\S|\Z)", README, re.M | re.S)
+    assert found, f"README.md has no bullet for `{command}`"
+    return found.group(0)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_is_described_with_its_command(command: str) -> None:
+    options = {
+        opt
+        for param in cli.commands[command].params
+        for opt in getattr(param, "opts", [])
+        if opt.startswith("--") and opt != "--help"
+    }
+    bullet = _bullet(command)
+    assert {o for o in options if o not in bullet} == set(), f"`{command}`'s bullet"

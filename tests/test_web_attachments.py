@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from clientkit import PICKET, new_team, server  # noqa: F401  (a fixture)
 from photokit import photo_with_gps
-from test_web_catalogue import Pseudo, escapes
+from test_web_catalogue import Pseudo, _too_large, escapes
 from webkit import BASE, Bench
 
 from client_sync.demo import ServerProcess
@@ -87,6 +87,15 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
         for data in (photo, doc):
             assert hashlib.sha256(data).hexdigest() in page
         assert page.count("not fetched yet") == 2
+        # More than the workbench takes at once: nothing attached, and the page says what
+        # to do instead (before, a bare "Not possible").
+        big = _too_large(bench, f"/records/{record_id}/attach")
+        said = " ".join(big.get_data(as_text=True).split())
+        assert big.status_code == 413
+        assert "<h1>Too large</h1>" in said
+        assert "at most 2 MB of files at once: nothing was attached." in said
+        assert '<code translate="no">fieldsync attach RECORD_ID FILE</code>' in said
+        assert bench.get(f"/records/{record_id}").get_data(as_text=True) == page
         # A new record with a file, from the capture page.
         made = bench.post(
             "/capture/picket",
@@ -98,6 +107,28 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
             content_type="multipart/form-data",
         )
         assert made.status_code == 302
+        # A caption refused (a tab pasted in) or a value refused: nothing is sealed, the
+        # caption is kept beside its message, and the page says the files were not
+        # attached (a browser cannot keep them in a form shown again). Before, the
+        # picket was sealed and the page asked to fix and send again: a second picket.
+        for form, beside in [
+            ({"place": "Tabbed Gate", "caption": "Gate\t2"}, "--caption must be 1 to 1000"),
+            ({"place": "Tabbed Gate", "date": "2026-02-30"}, None),
+        ]:
+            refused = bench.post(
+                "/capture/picket",
+                {"date": "2026-12-05", **form, "files": [(io.BytesIO(b"x"), "fine.pdf")]},
+                content_type="multipart/form-data",
+            )
+            html = refused.get_data(as_text=True)
+            assert refused.status_code == 422
+            assert "These files were not attached: choose them again" in html
+            assert '<bdi translate="no" dir="auto">fine.pdf</bdi>' in html
+            if beside:
+                assert f'<bdi translate="no" dir="auto">{beside}' in html
+                kept = 'name="caption" type="text" dir="auto" maxlength="1000" value="Gate\t2"'
+                assert kept in html
+        assert admin.run("records", "--search", "Tabbed", "--format", "json").out == "[]\n"
         monkeypatch.undo()
         admin.run("sync")  # the captures go out, the chunks are uploaded
         job = bench.post(f"/records/{record_id}/fetch")

@@ -10,6 +10,7 @@ all. Every message the pages used must be in the extracted template
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -102,6 +103,12 @@ def _pages(bench: Bench, day: Day) -> Iterator[tuple[str, str]]:
     bad = bench.post("/capture/picket", {"date": "2026-02-30", "attendance": "forty"})
     assert bad.status_code == 422
     yield "refused picket", bad.get_data(as_text=True)
+    bad = bench.post(
+        "/capture/picket",
+        {"date": "2026-12-04", "files": [(io.BytesIO(b"x"), "a.txt")], "caption": "a\tb"},
+        content_type="multipart/form-data",
+    )
+    yield "refused caption", bad.get_data(as_text=True)
     bad = bench.post(f"/records/{day.ids['relative1']}/edit", {"status": "holiday"})
     yield "refused edit", bad.get_data(as_text=True)
     yield "invite", bench.post("/devices/invite", {"role": "volunteer"}).get_data(as_text=True)
@@ -117,6 +124,10 @@ def _pages(bench: Bench, day: Day) -> Iterator[tuple[str, str]]:
         bench.app.test_client().get("/", base_url="http://127.0.0.1:1").get_data(as_text=True),
     )
     yield "core refusal", bench.post("/outbox/discard", {"bundle_id": "x"}).get_data(as_text=True)
+    yield (
+        "files too large",
+        _too_large(bench, f"/records/{day.ids['picket']}/attach").get_data(as_text=True),
+    )
     yield "add to a record", bench.get("/capture/picket?record=").get_data(as_text=True)
     bad = bench.post("/capture/picket", {"record_id": "not an id", "attendance": "3"})
     yield "add to a bad record id", bad.get_data(as_text=True)
@@ -128,6 +139,30 @@ def _pages(bench: Bench, day: Day) -> Iterator[tuple[str, str]]:
     yield "setup refused", differ.get_data(as_text=True)
     weak = fresh.post("/setup/init", {"passphrase": "1234", "passphrase2": "1234"})
     yield "setup weak", weak.get_data(as_text=True)
+
+
+def _too_large(bench: Bench, path: str) -> Any:
+    """A form with more bytes of files than the workbench takes at once (its bound made
+    small for the test: the page must say what to do instead)."""
+    from werkzeug.datastructures import FileStorage, MultiDict
+    from werkzeug.test import encode_multipart
+
+    from client_sync.web import attachments
+
+    form: MultiDict[str, Any] = MultiDict({"csrf": bench.gate.csrf, "caption": "x"})
+    form.add("files", FileStorage(stream=io.BytesIO(bytes(3 << 20)), filename="video.mp4"))
+    boundary, body = encode_multipart(form)  # in memory (the test client would spool it)
+    bound = attachments.MAX_UPLOAD
+    attachments.MAX_UPLOAD = 2 << 20
+    try:
+        return bench.client.post(
+            path,
+            data=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+            base_url=BASE,
+        )
+    finally:
+        attachments.MAX_UPLOAD = bound
 
 
 def _setup_bench() -> Bench:

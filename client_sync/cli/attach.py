@@ -25,14 +25,17 @@ def attach(
     The file is sealed whole, its metadata (EXIF, GPS) untouched, with the SHA-256 of
     its bytes taken now; this device keeps no readable copy of what it sealed (the
     original stays where it was). `fieldsync sync` sends it, resuming after a cut.
-    Prints, per file, its attachment id, SHA-256 and name; the last id last.
+    Prints, per file, its name, size and SHA-256; then the attachment ids, one a line,
+    in the order of the files.
 
     Example: fieldsync attach 6JrG1k2m9bq8ZQ0bq1cV_w van.jpg notice.pdf --caption "Gate 2"
     """
-    from .. import operations, outbox
+    from .. import attachments, operations, outbox
 
     outbox.check_record_id(record_id)
     paths = [Path(f) for f in files]
+    attachments.check_paths(paths)  # before the passphrase is asked for
+    attachments.check_caption(caption)
     with unlocked() as s:
         made = operations.attach(s, record_id, paths, record_type, caption)
         waiting = len(s.prof.state["outbox"])
@@ -60,9 +63,10 @@ def detach(record_id: str, attachment_id: str, record_type: str | None, purge: b
 
     Example: fieldsync detach 6JrG1k2m9bq8ZQ0bq1cV_w q2Jc5bq8ZQ0bq1cV_w6JrG
     """
-    from .. import operations, outbox
+    from .. import operations, outbox, releases
 
     outbox.check_record_id(record_id)
+    releases.attachment_field(attachment_id)  # before the passphrase is asked for
     with unlocked() as s:
         rtype = operations.detach(s, record_id, attachment_id, record_type, purge)
     emit(f"sealed the removal of attachment {attachment_id} from {rtype} {record_id}")
@@ -90,8 +94,10 @@ def open_command(record_id: str, out_dir: str) -> None:
     Example: fieldsync open 6JrG1k2m9bq8ZQ0bq1cV_w --out ./evidence
     """
     from .. import operations, outbox
+    from .read import check_out_dir
 
     outbox.check_record_id(record_id)
+    check_out_dir("--out", Path(out_dir))
     with unlocked() as s:
         opened = operations.open_attachments(s, record_id, Path(out_dir))
     if not opened:

@@ -114,22 +114,21 @@ def records(
 @cli.command()
 @click.argument("record_id")
 @format_option("text", "json")
-@session
-def show(s: Session, record_id: str, fmt: str) -> None:
+def show(record_id: str, fmt: str) -> None:
     """Coordinator: one record's fields, open values, links both ways, duplicates, history.
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
-    from .. import outbox, review
+    from .. import operations, outbox, review
     from . import render
 
-    replica = s.reading_replica("read records")
-    detail = review.record_detail(replica, outbox.check_record_id(record_id))
-    if detail is None:
-        raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-    from .. import operations
-
-    names = operations.device_names(s)
+    outbox.check_record_id(record_id)  # before the passphrase is asked for
+    with unlocked() as s:
+        replica = s.reading_replica("read records")
+        detail = review.record_detail(replica, record_id)
+        if detail is None:
+            raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
+        names = operations.device_names(s)
     if fmt == "json":
         emit(json.dumps(detail.as_json(names), ensure_ascii=False, indent=2))
     else:
@@ -162,7 +161,9 @@ def conflicts(s: Session, fmt: str) -> None:
 @click.argument("record_id")
 @click.argument("field")
 @click.option("--value", help="A new value for the field.")
-@click.option("--keep", type=int, metavar="N", help="Keep value N of `fieldsync conflicts`.")
+@click.option(
+    "--keep", type=click.IntRange(min=0), metavar="N", help="Keep value N of `fieldsync conflicts`."
+)
 def resolve(record_id: str, field: str, value: str | None, keep: int | None) -> None:
     """Coordinator: close a conflict by keeping one of its values or writing a new one.
 
@@ -218,6 +219,9 @@ def export(
     if strip_metadata and files_dir is None:
         raise UsageError("--strip-metadata needs --attachments DIR (it strips copies of them)")
     files = Path(files_dir) if files_dir is not None else None
+    check_out_file(Path(out_path))
+    if files is not None:
+        check_out_dir("--attachments", files)
     with unlocked() as s:
         out = operations.export(
             s,
@@ -230,8 +234,12 @@ def export(
         )
         try:
             _write_atomic(Path(out_path), out)
-        except OSError as exc:
-            raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
+        except BaseException as exc:
+            if out.files is not None:
+                out.files.undo()  # no file left without the sheet that lists it
+            if isinstance(exc, OSError):
+                raise CliError(f"cannot write {out_path}: {exc.strerror}") from None
+            raise
     emit(
         f"exported {out.count} record(s) to {out_path};"
         " it is plaintext: keep it where the records may be"
@@ -244,6 +252,22 @@ def export(
         )
         for line in out.files.warnings:
             warn(line)
+
+
+def check_out_file(path: Path) -> None:
+    """A file to write, checked before the passphrase is asked for and anything is
+    written: not a folder, in a folder that exists (the failures, exit 1, that writing
+    it would meet only at the end)."""
+    if path.is_dir():
+        raise CliError(f"cannot write {path}: Is a directory")
+    if not path.absolute().parent.is_dir():
+        raise CliError(f"cannot write {path}: No such file or directory")
+
+
+def check_out_dir(option: str, path: Path) -> None:
+    """A folder to write into (created if missing), checked first: not a file."""
+    if path.exists() and not path.is_dir():
+        raise CliError(f"cannot write into {option} {path}: it is a file, not a folder")
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:

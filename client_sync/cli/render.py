@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..files import is_file
 from ..review import Conflict, Detail
 from ..view import Record, cell_text, hlc_time
 
@@ -127,14 +128,33 @@ def show_text(detail: Detail, names: dict[str, str] | None = None) -> str:
         lines.append(f"  {link['field']} -> {kind} {link['id']}")
     for link in detail.links_in:
         lines.append(f"  <- {link['type']} {link['id']} (its {link['field']})")
+    for a in detail.record.attachments:
+        lines.append(
+            f"  attachment {a['id']}  {a['name']}  ({a['media_type']}, {a['size']:,} bytes)"
+            f"  sha256:{a['sha256']}" + ("  <- CONFLICT" if a["conflict"] else "")
+        )
+        if a["caption"]:
+            lines.append(f"    caption: {_short(a['caption'])}")
+    if detail.record.attachments:
+        lines.append(f"  (`fieldsync open {detail.record.id}` fetches and verifies them)")
     lines.append("  history:")
     for h in detail.history:
         state = "current" if h["head"] else "superseded"
         lines.append(
-            f"    {hlc_time(h['hlc'])}  {h['field']} = {_short(h['value'], 40)}"
+            f"    {hlc_time(h['hlc'])}  {_history_value(h['field'], h['value'])}"
             f"  ({state}; device {_who(h['device_id'], names)})"
         )
     return "\n".join(lines)
+
+
+def _history_value(field: str, value: Any) -> str:
+    """One change of a field; an attachment's as its name (its descriptor is in JSON)."""
+    if is_file(field):
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            return f"attachment {_short(value['name'], 40)} ({value.get('id')})"
+        if value is None:
+            return "attachment removed"
+    return f"{field} = {_short(value, 40)}"
 
 
 def json_array(items: Iterable[dict[str, Any]]) -> Iterator[str]:

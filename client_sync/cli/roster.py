@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -148,6 +149,7 @@ def wipe(yes: bool) -> None:
         raise UsageError(
             "wipe destroys this device's keys and any unsent captures: rerun with --yes"
         )
+    from ..attachments import CHUNK_DIR
     from ..profile import LOCK_FILE, REPLICA_FILES, VAULT_FILE, home_dir
 
     home = home_dir()
@@ -159,6 +161,16 @@ def wipe(yes: bool) -> None:
             removed += 1
     for leftover in home.glob(".*.tmp"):
         _shred(leftover)
+    # The sealed chunks of attachments not yet confirmed: unreadable without the vault,
+    # but their count and sizes would still say how much was filmed.
+    chunks = home / CHUNK_DIR
+    if chunks.is_dir():
+        for chunk in chunks.iterdir():
+            if chunk.is_file():
+                _shred(chunk)
+                removed += 1
+        with contextlib.suppress(OSError):
+            chunks.rmdir()
     (home / LOCK_FILE).unlink(missing_ok=True)
     try:
         home.rmdir()

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import click
 
+from ..errors import UsageError
 from .kit import cli, emit
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port that is taken, as one line and before the passphrase (werkzeug would
+    print two lines of its own and exit once the keys were already unlocked)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(
+                f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror});"
+                " choose another port, or leave --port out for a free one"
+            ) from None
 
 
 @cli.command()
@@ -33,6 +49,8 @@ def ui(port: int, no_browser: bool, idle: float) -> None:
     from ..profile import VAULT_FILE, home_dir
     from ..web import serve
 
+    if port:
+        _check_port(port)  # before the passphrase is asked for
     # No profile on this machine yet: the workbench opens on joining or founding one.
     device = Device.unlock() if (home_dir() / VAULT_FILE).exists() else None
     bench = serve(device, port=port, idle_minutes=idle)

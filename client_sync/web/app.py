@@ -140,6 +140,10 @@ def _error(exc: HTTPException) -> tuple[str, int]:
     # Our own refusals carry a translated detail; werkzeug's stock English ones do not
     # show (the page's translated heading says enough).
     detail = exc.description if exc.description != type(exc).description else None
+    if status == 413:  # only the forms with files get near the bound: say it, and what else
+        from .attachments import MAX_UPLOAD
+
+        return page("error.html", status=status, upload_mb=MAX_UPLOAD >> 20), status
     return page("error.html", status=status, detail=detail), status
 
 

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 from schemas.records import RECORD_TYPES, TYPE_LABELS, FieldSpec, specs
 
 from .. import operations, outbox, view
+from ..attachments import check_caption
 from ..errors import CliError
 from .app import page, reading, session
 from .attachments import uploaded
@@ -78,6 +79,7 @@ def _form(
     values: dict[str, str],
     errors: dict[str, list[str]],
     record_id: str | None = None,
+    files: list[Any] | None = None,
 ) -> str:
     fields: list[FieldSpec] = [f for f in specs(record_type) if f.capture]
     if record_id is not None:
@@ -93,12 +95,15 @@ def _form(
         # Field messages are catalogue ids; the core's refusals (a bad record id) are
         # shown as they are, marked as such in the page.
         errors={
-            name: msgs if name in ("", "record_id") else [_(m) for m in msgs]
+            name: msgs if name in ("", "record_id", "caption") else [_(m) for m in msgs]
             for name, msgs in errors.items()
         },
         pickets=pickets,
         saved=request.args.get("saved"),
         record_id=record_id,
+        # A browser cannot put chosen files back into a form shown again: say so.
+        files_dropped=[name for name, _stream in files or []],
+        caption=request.form.get("caption", ""),
     )
 
 
@@ -119,6 +124,14 @@ def capture(record_type: str) -> Response | tuple[str, int]:
     values = {k: v for k, v in typed.items() if v}
     target = request.form.get("record_id")
     files = uploaded()
+    caption = request.form.get("caption", "").strip() or None
+    if files:
+        # Before the record is sealed: a caption refused after it would leave the record
+        # saved under a page that says to fix and send again (a second record).
+        try:
+            check_caption(caption)
+        except CliError as exc:
+            return _form(record_type, typed, {"caption": [exc.message]}, target, files), 422
     try:
         with session() as s:
             if target is None:
@@ -128,13 +141,12 @@ def capture(record_type: str) -> Response | tuple[str, int]:
                 if values or not files:
                     operations.edit(s, record_id, record_type, values)
             if files:  # sealed as their own capture, right after the record's
-                caption = request.form.get("caption", "").strip() or None
                 operations.attach(s, record_id, files, record_type, caption)
     except outbox.InvalidValues as exc:
-        return _form(record_type, typed, exc.errors, target), 422
+        return _form(record_type, typed, exc.errors, target, files), 422
     except CliError as exc:  # not a record id, nothing to write, another type
         errors = {"record_id": [exc.message]} if target is not None else {"": [exc.message]}
-        return _form(record_type, typed, errors, target), 422
+        return _form(record_type, typed, errors, target, files), 422
     if record_type == "picket":
         recent().add(record_id, values.get("date", ""), values.get("place", ""))
     return redirect(url_for("capture.form", record_type=record_type, saved=record_id))
