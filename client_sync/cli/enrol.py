@@ -119,11 +119,11 @@ def invite(role: str, qr_path: str | None, hours: float) -> None:
 
     Example: fieldsync invite --role volunteer --qr invite.png
     """
-    from .. import enrol, operations
+    from .. import enrol, team
 
     enrol.check_invite_hours(hours)
     with unlocked() as s:
-        text = operations.invite(s, role, hours)
+        text = team.invite(s, role, hours)
     if qr_path:
         enrol.write_qr(text, qr_path)
         emit(f"QR code written to {qr_path}")

@@ -119,7 +119,7 @@ def show(record_id: str, fmt: str) -> None:
 
     Example: fieldsync show 6JrG1k2m9bq8ZQ0bq1cV_w
     """
-    from .. import operations, outbox, review
+    from .. import outbox, review, team
     from . import render
 
     outbox.check_record_id(record_id)  # before the passphrase is asked for
@@ -128,7 +128,7 @@ def show(record_id: str, fmt: str) -> None:
         detail = review.record_detail(replica, record_id)
         if detail is None:
             raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-        names = operations.device_names(s)
+        names = team.device_names(s)
     if fmt == "json":
         emit(json.dumps(detail.as_json(names), ensure_ascii=False, indent=2))
     else:
@@ -148,9 +148,9 @@ def conflicts(s: Session, fmt: str) -> None:
 
     replica = s.reading_replica("read conflicts")
     items = review.conflict_queue(replica)
-    from .. import operations
+    from .. import team
 
-    names = operations.device_names(s)
+    names = team.device_names(s)
     if fmt == "json":
         emit(json.dumps([c.as_json(names) for c in items], ensure_ascii=False, indent=2))
     else:

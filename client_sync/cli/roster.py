@@ -27,10 +27,10 @@ def devices(fmt: str) -> None:
 
     Example: fieldsync devices --format json
     """
-    from .. import keyring, operations  # noqa: F401 -- when the command runs
+    from .. import keyring, team  # noqa: F401 -- when the command runs
 
     with unlocked() as s:
-        items, offline = operations.devices(s)
+        items, offline = team.devices(s)
         me = s.prof.device_id
     if offline:
         warn(offline)
@@ -53,10 +53,10 @@ def approve(device_id: str) -> None:
 
     Example: fieldsync approve 3q2-7wX1Hc0Kd8pZ4hF1Ag
     """
-    from .. import keyring, operations  # noqa: F401 -- when the command runs
+    from .. import keyring, team  # noqa: F401 -- when the command runs
 
     with unlocked() as s:
-        operations.approve(s, device_id)
+        team.approve(s, device_id)
     emit(f"approved {device_id}: it can now pull and decrypt after `fieldsync sync`")
 
 
@@ -68,15 +68,15 @@ def revoke(device_id: str, rekey: bool) -> None:
 
     Example: fieldsync revoke 3q2-7wX1Hc0Kd8pZ4hF1Ag --rekey
     """
-    from .. import keyring, operations  # noqa: F401 -- when the command runs
+    from .. import keyring, team  # noqa: F401 -- when the command runs
 
     with unlocked() as s:
-        rotated = operations.revoke(s, device_id)
+        rotated = team.revoke(s, device_id)
         emit(f"revoked {device_id}")
         if rotated:
             emit(f"rotated the epoch key: now epoch {s.prof.log().current_epoch}")
             if rekey:
-                emit(f"re-keyed {operations.rekey(s, REKEY_PAGE)} stored bundle(s)")
+                emit(f"re-keyed {team.rekey(s, REKEY_PAGE)} stored bundle(s)")
 
 
 @cli.command()
@@ -94,17 +94,17 @@ def rotate(rekey: bool, resume: bool, batch_size: int) -> None:
 
     Example: fieldsync rotate --rekey
     """
-    from .. import keyring, operations
+    from .. import keyring, team
 
     if resume and not rekey:
         raise UsageError("--resume goes with --rekey")
     with unlocked() as s:
         if not resume:
-            emit(f"rotated the epoch key: now epoch {operations.rotate(s)}")
+            emit(f"rotated the epoch key: now epoch {team.rotate(s)}")
         else:
             keyring.refresh_log(s.prof, s.client())
         if rekey:
-            emit(f"re-keyed {operations.rekey(s, batch_size)} stored bundle(s)")
+            emit(f"re-keyed {team.rekey(s, batch_size)} stored bundle(s)")
 
 
 @cli.command()
@@ -116,10 +116,10 @@ def recreate(code: str) -> None:
 
     Example: fieldsync recreate --code 9Xq2-kTz0Pw7bLm4
     """
-    from .. import operations
+    from .. import team
 
     with unlocked() as s:
-        length, ws = operations.recreate(s, code)
+        length, ws = team.recreate(s, code)
     emit(
         f"recreated workspace {ws} from this device's key log ({length} events); devices"
         " re-send what they keep at their next sync: run `fieldsync sync`"
@@ -132,10 +132,10 @@ def safety_number() -> None:
 
     Example: fieldsync safety-number
     """
-    from .. import keyring, operations  # noqa: F401 -- when the command runs
+    from .. import keyring, team  # noqa: F401 -- when the command runs
 
     with unlocked() as s:
-        emit(operations.safety_number(s))
+        emit(team.safety_number(s))
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.records import N_, RECORD_TYPES, specs
 
-from .. import operations, review, view
+from .. import review, team, view
 from ..device import Session
 from ..replica import Replica
 
@@ -156,7 +156,7 @@ def record(s: Session, replica: Replica, record_id: str) -> dict[str, Any] | Non
     if detail is None:
         return None
     rec = detail.record
-    names = operations.device_names(s)
+    names = team.device_names(s)
     linked = view.load(replica, [x["id"] for x in detail.links_out + detail.links_in], False)
     by_id = {r.id: _plain(r) for r in linked}
     history = [
@@ -216,7 +216,7 @@ def _attachments(replica: Replica, rec: view.Record, names: dict[str, str]) -> l
 
 def conflict_queue(s: Session, replica: Replica) -> list[dict[str, Any]]:
     """Every open conflict, the oldest first."""
-    names = operations.device_names(s)
+    names = team.device_names(s)
     items = review.conflict_queue(replica)
     briefs = _briefs(replica, {c.record_id for c in items})
     return [

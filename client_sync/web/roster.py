@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from schemas.records import N_
 
-from .. import enrol, keyring, operations, rekey
+from .. import enrol, keyring, operations, rekey, team
 from ..device import Session
 from ..errors import CliError
 from .app import device, jobs, page, reading, session
@@ -32,7 +32,7 @@ def devices() -> str:
     # Like `fieldsync devices`: the roster fetched and verified afresh when the server
     # answers (someone may have joined), the last verified one when it does not.
     with session() as s:
-        items, offline = operations.devices(s)
+        items, offline = team.devices(s)
         return _page(s, items, offline=offline)
 
 
@@ -41,8 +41,8 @@ def invite() -> str:
     role = request.form.get("role", "volunteer")
     hours = float(request.form.get("hours", enrol.INVITE_HOURS) or enrol.INVITE_HOURS)
     with session() as s:
-        text = operations.invite(s, role, hours)
-        items, _offline = operations.devices(s, online=False)
+        text = team.invite(s, role, hours)
+        items, _offline = team.devices(s, online=False)
         shown = {"text": text, "role": role, "hours": hours, "qr": _qr_svg(text)}
         return _page(s, items, invite=shown)
 
@@ -87,14 +87,14 @@ def _last_seen(s: Session) -> dict[str, str]:
 @bp.post("/devices/approve")
 def approve() -> Response:
     with session() as s:
-        operations.approve(s, request.form.get("device_id", ""))
+        team.approve(s, request.form.get("device_id", ""))
     return redirect(url_for("roster.devices"))
 
 
 @bp.get("/devices/<device_id>/revoke")
 def confirm_revoke(device_id: str) -> str:
     with reading() as s:
-        items, _offline = operations.devices(s, online=False)
+        items, _offline = team.devices(s, online=False)
     target = next((d for d in items if d["device_id"] == device_id), None)
     if target is None:
         abort(404)
@@ -110,11 +110,11 @@ def revoke(device_id: str) -> Response:
     def work(job: object) -> list[tuple[str, dict[str, object]]]:
         lines: list[tuple[str, dict[str, object]]] = []
         with dev.session() as s:
-            rotated = operations.revoke(s, device_id)
+            rotated = team.revoke(s, device_id)
             lines.append((N_("The device was revoked."), {}))
             if rotated:
                 lines.append((N_("The epoch key was rotated: new captures use the new key."), {}))
-                n = operations.rekey(s, rekey.PAGE)
+                n = team.rekey(s, rekey.PAGE)
                 lines.append((N_("Stored data re-sealed to the new key: %(n)s bundles."), {"n": n}))
         return lines
 
@@ -128,8 +128,8 @@ def rotate() -> Response:
 
     def work(job: object) -> list[tuple[str, dict[str, object]]]:
         with dev.session() as s:
-            epoch = operations.rotate(s)
-            n = operations.rekey(s, rekey.PAGE)
+            epoch = team.rotate(s)
+            n = team.rekey(s, rekey.PAGE)
         return [
             (N_("The epoch key was rotated: now epoch %(epoch)s."), {"epoch": epoch}),
             (N_("Stored data re-sealed to the new key: %(n)s bundles."), {"n": n}),
