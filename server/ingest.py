@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import hlc
-from protocol.crypto import bundle_hash, verify_bundle
+from protocol.crypto import verify_bundle
 from protocol.errors import InvalidBundle, MergeConflictError
 from protocol.keylog import Device, KeyLogState
 from protocol.merge import CellMeta, RegisterKey, fold
@@ -55,8 +55,9 @@ class Outcome:
 
 def check_alone(
     b: Bundle, workspace: str, signer: Device, state: KeyLogState, now_ms: int, max_skew_ms: int
-) -> Rejection | None:
-    """The checks that need only the bundle, the key log and the clock."""
+) -> Rejection | str:
+    """The checks that need only the bundle, the key log and the clock: a refusal, or
+    the bundle's hash (which its successor names as `prev`)."""
     if b.workspace != workspace:
         return Rejection("wrong_workspace", "the bundle belongs to another workspace")
     if b.device_id != signer.device_id:
@@ -67,10 +68,9 @@ def check_alone(
         i = next(i for i, c in enumerate(b.cells) if hlc.too_far_ahead(c.hlc, now_ms, max_skew_ms))
         return Rejection("hlc_ahead", f"cell {i}: its clock is ahead of the server's")
     try:
-        verify_bundle(b, signer.sign_pub)
+        return verify_bundle(b, signer.sign_pub)
     except InvalidBundle as exc:
         return Rejection("invalid_bundle", f"{exc.code}: {exc.reason}")
-    return None
 
 
 def _metas(b: Bundle, keyholder: bool) -> list[CellMeta]:
@@ -100,10 +100,12 @@ def push(
     results: list[tuple[str, int] | Rejection | None] = []
     candidates: list[tuple[int, Bundle, str]] = []
     for i, b in enumerate(bundles):
-        rej = check_alone(b, state.workspace, signer, state, now_ms, max_skew_ms)
-        results.append(rej)
-        if rej is None:
-            candidates.append((i, b, bundle_hash(b)))
+        judged = check_alone(b, state.workspace, signer, state, now_ms, max_skew_ms)
+        if isinstance(judged, Rejection):
+            results.append(judged)
+        else:
+            results.append(None)
+            candidates.append((i, b, judged))
     if candidates:
         with write(conn):
             if in_transaction is not None:

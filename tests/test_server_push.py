@@ -206,7 +206,7 @@ def test_cell_id_reused(kit: Kit, vol: Member, monkeypatch: Any) -> None:
     assert results(kit.push(vol, [b1])) == [("accepted", 1)]
     # A cell id cannot carry two contents past verify_bundle (it hashes the content),
     # so switch verification off to reach the merge's own guard.
-    monkeypatch.setattr(ingest, "verify_bundle", lambda b, pub: None)
+    monkeypatch.setattr(ingest, "verify_bundle", lambda b, pub: crypto.bundle_hash(b))
     b2 = kit.seal(vol, {"n": 2})
     same_meta = with_(b2, cells=b1.cells)
     other_meta = with_(b2, cells=(dataclasses.replace(b1.cells[0], hlc=b1.cells[0].hlc + 1),))
