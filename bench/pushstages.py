@@ -175,6 +175,8 @@ STAGES: list[tuple[str, Any, str]] = [
 def instrumented(timers: Timers) -> Iterator[None]:
     saved: list[tuple[Any, str, Any]] = []
     for stage, owner, name in STAGES:
+        if not hasattr(owner, name):  # a stage of another version of the code
+            continue
         saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, timers.wrap(stage, getattr(owner, name)))
     saved.append((ingest_mod, "write", ingest_mod.write))
