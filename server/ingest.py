@@ -189,7 +189,7 @@ def _judge_and_write(
         if rej is not None:
             results[i] = rej
             continue
-        touched.update(m.key for m in delta.accepted)
+        touched.update([(m.record_id, m.field_tag) for m in delta.accepted])
         namings.extend((target, n.device_id) for target, n in delta.namings)
         row = stored.Stored(change, b.bundle_id, b.device_id, b.seq, b.prev, h, b.sig)
         by_id[b.bundle_id] = by_seq[(b.device_id, b.seq)] = row
@@ -199,10 +199,16 @@ def _judge_and_write(
         change += 1
     if not accepted:
         return
-    final = {key: {c.cell_id for c in view.heads.get(key, ())} for key in touched}
-    heads = {cid for cids in final.values() for cid in cids}
+    # One set of the final heads' ids serves every register: a cell id belongs to one
+    # register only (its record id and field tag are hashed into it).
+    final = view.heads
+    heads = {c.cell_id for key in touched for c in final.get(key, ())}
     unheaded = [
-        (key, cid) for key in touched for cid in stored_heads.get(key, ()) if cid not in final[key]
+        (key, cid)
+        for key, cids in stored_heads.items()
+        if key in touched
+        for cid in cids
+        if cid not in heads
     ]
     stored.insert(conn, accepted, heads, unheaded, namings)
     stored.add_usage(conn, signer.device_id, added)
