@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.append(str(ROOT / "bench"))  # after the packages: bench/server.py is no `server`
 
 import kit as bench_kit  # noqa: E402
+import pushstages  # noqa: E402
 from servergun import BIN, Gunicorn  # noqa: E402
 from serverkit import HttpTransport, Kit, Member  # noqa: E402
 
@@ -79,9 +80,10 @@ def signed(kit: Kit, member: Member, method: str, path: str, body: bytes) -> dic
 
 def bench_push(
     kit: Kit, port: int, outboxes: dict[str, tuple[Member, list[Bundle]]]
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Each device pushes its bundles on its own connection, all at once: (seconds, bytes
-    of the request bodies and their signature headers)."""
+    of the request bodies and their signature headers, CPU seconds of this process, the
+    clients, while they push: the requests are signed before)."""
     path = kit.path("push")
     plans: list[list[tuple[dict[str, str], bytes]]] = []
     for member, box in outboxes.values():
@@ -105,15 +107,15 @@ def bench_push(
     sent = sum(
         len(body) + sum(len(k) + len(v) for k, v in h.items()) for p in plans for h, body in p
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     if errors:
         raise errors[0]
-    return took, sent
+    return took, sent, cpu
 
 
 BASE_DDL = """
@@ -257,6 +259,8 @@ def run(quick: bool = False) -> dict[str, float]:
     data = tmp / "data"
     server = Gunicorn(data, workers=workers, log_dir=tmp / "logs")
     out: dict[str, float] = {"server_workers": float(workers), "records_per_round": float(total)}
+    # The machine is shared: its load beside the figures says how far to trust them.
+    out["load_average_before"] = os.getloadavg()[0]
     first = 0
     try:
         server.start()
@@ -272,9 +276,10 @@ def run(quick: bool = False) -> dict[str, float]:
             }
             n = per * w
             cpu = server_cpu(master)
-            took, sent = bench_push(kit, server.port, outboxes)
+            took, sent, client = bench_push(kit, server.port, outboxes)
             out[f"push_{w}_writers_per_s"] = n / took
             out[f"push_{w}_writers_server_cpu_us"] = (server_cpu(master) - cpu) / n * 1e6
+            out[f"push_{w}_writers_client_cpu_us"] = client / n * 1e6
             out[f"push_{w}_writers_bytes_per_record"] = sent / n
             took, size = _pull_shares(kit, server.port, readers, first, n)
             first += n
@@ -295,15 +300,45 @@ def run(quick: bool = False) -> dict[str, float]:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    out["load_average_after"] = os.getloadavg()[0]
+    out.update(breakdown(quick))
     return out
+
+
+def breakdown(quick: bool) -> dict[str, float]:
+    """Where the push's CPU per record goes, in-process (bench/pushstages.py), beside raw
+    Ed25519 verification of the same signatures in the same run."""
+    f = pushstages.run(bundles=800 if quick else 4000, writers=8)
+    out = {
+        "inprocess_push_cpu_us": f["push_cpu_us_per_record"],
+        "inprocess_timed_cpu_us": f["timed_cpu_us_per_record"],
+        "raw_ed25519_verify_us": f["raw_ed25519_verify_us"],
+        "inprocess_verify_bundle_us": f["verify_bundle_us"],
+    }
+    for group, us in pushstages.grouped(f["stages_us_per_record"]).items():
+        out[f"stage_{group}_us"] = us
+    return out
+
+
+STAGE_ROWS = [
+    ("ed25519", "Ed25519 verification of the bundle's signature (the floor)"),
+    ("bundle_checks", "the rest of `verify_bundle` (cell ids: base64, SHA-256; header) and the"
+     " bundle's hash, workspace, device, epoch and clock checks"),
+    ("parse", "`parse_json` and the fast loader of the wire schema"),
+    ("merge", "the merge (`fold`), cell metas, chain and quota checks"),
+    ("sql", "SQL: stored bundles by id and seq, the merge's view, the inserts"),
+    ("commit", "write lock, BEGIN IMMEDIATE, COMMIT (WAL, fsync, checkpoints)"),
+    ("per_request", "per request (÷ 250): request signature, nonce, slot, body, digest, answer"),
+    ("rest", "garbage collection, Flask, the timers"),
+]  # fmt: skip
 
 
 def tables(f: dict[str, float]) -> dict[str, str]:
     num = bench_kit.num
     rows = [
         [f"{w}", num(f[f"push_{w}_writers_per_s"]), num(f[f"sqlite_insert_{w}_per_s"]),
-         num(f[f"push_{w}_writers_server_cpu_us"]), num(f[f"pull_{w}_readers_per_s"]),
-         num(f[f"sqlite_read_{w}_per_s"])]
+         num(f[f"push_{w}_writers_server_cpu_us"]), num(f[f"push_{w}_writers_client_cpu_us"]),
+         num(f[f"pull_{w}_readers_per_s"]), num(f[f"sqlite_read_{w}_per_s"])]
         for w in WRITERS
     ]  # fmt: skip
     wire = [
@@ -316,16 +351,39 @@ def tables(f: dict[str, float]) -> dict[str, str]:
         "push, records/s",
         "plain SQLite insert, rows/s",
         "server CPU per pushed record, µs",
+        "the clients' CPU, µs",
         "pull, records/s",
         "plain SQLite read, rows/s",
     ]
     verify = f"`verify_bundle` of one such bundle, in one process: {f['verify_bundle_us']:.0f} µs."
+    timed = f["inprocess_timed_cpu_us"]
+    stages = [
+        [label, num(f[f"stage_{key}_us"]), f"{f[f'stage_{key}_us'] / timed:.0%}"]
+        for key, label in STAGE_ROWS
+    ]
+    stages.append(["total (timed; untimed: " + num(f["inprocess_push_cpu_us"]) + ")",
+                   num(timed), "100%"])  # fmt: skip
+    cpu8 = f["push_8_writers_server_cpu_us"] + f["push_8_writers_client_cpu_us"]
+    load = (
+        f"Load average of the machine (1 min) before and after the gunicorn rounds:"
+        f" {f['load_average_before']:.1f}, {f['load_average_after']:.1f}"
+        f" ({bench_kit.cores()} cores). With 8 writers the server and its clients spend"
+        f" {cpu8:.0f} µs of CPU a record: {bench_kit.cores() * 1e6 / cpu8:,.0f} records/s"
+        f" if they had the cores to themselves. Raw `Ed25519PublicKey.verify` in the same"
+        f" run: {f['raw_ed25519_verify_us']:.0f} µs."
+    )
     return {
         "server": bench_kit.table(header, rows)
         + "\n\n"
         + bench_kit.table(["writers", "bytes on the wire per record pushed", "pulled"], wire)
         + "\n\n"
         + verify
+        + "\n\n"
+        + bench_kit.table(
+            ["server CPU per pushed record, in-process (8 devices)", "µs", "share"], stages, "lrr"
+        )
+        + "\n\n"
+        + load
     }
 
 

@@ -196,6 +196,10 @@ def bundle_hash(bundle: Bundle) -> str:
     return b64e(labelled_hash(L_BUNDLE_HASH, bundle.header(), trusted=True))
 
 
+_SIG_PREFIX = L_BUNDLE_SIG.encode("ascii") + b"\x00"
+_HASH_PREFIX = L_BUNDLE_HASH.encode("ascii") + b"\x00"
+
+
 def _nonce(index: int) -> bytes:
     # The data key is fresh for every bundle, so the cell index is a unique nonce.
     return index.to_bytes(12, "big")
@@ -394,13 +398,21 @@ def rechain(bundle: Bundle, device_key: Ed25519PrivateKey, seq: int, prev: str) 
     return dataclasses.replace(moved, sig=b64e(sig))
 
 
-def verify_bundle(bundle: Bundle, device_public: bytes) -> None:
-    """What the server can check without any key: the device id, cell ids, the signature."""
-    _verify(bundle, device_public)
+def verify_bundle(bundle: Bundle, device_public: bytes) -> str:
+    """What the server can check without any key: the device id, cell ids, the signature.
+
+    Returns the bundle's hash (`bundle_hash`), from the same canonical header the
+    signature covers: a verifier needs both, and encoding the header is most of a hash.
+    """
+    header = _verify(bundle, device_public)[1]
+    return b64e(hashlib.sha256(_HASH_PREFIX + header).digest())
 
 
-def _verify(bundle: Bundle, device_public: bytes) -> list[tuple[bytes, bytes, bytes, bytes]]:
-    """`verify_bundle`, returning each cell's raw record id, raw tag, AD and ciphertext."""
+def _verify(
+    bundle: Bundle, device_public: bytes
+) -> tuple[list[tuple[bytes, bytes, bytes, bytes]], bytes]:
+    """`verify_bundle`: each cell's raw record id, raw tag, AD and ciphertext, and the
+    signed header's canonical JSON."""
     if keys.device_id_for(device_public) != bundle.device_id:
         raise InvalidBundle("device_mismatch", "the bundle's device id is not its signer's key")
     checked: list[tuple[bytes, bytes, bytes, bytes]] = []
@@ -439,11 +451,10 @@ def _verify(bundle: Bundle, device_public: bytes) -> list[tuple[bytes, bytes, by
         sig = b64d(bundle.sig, length=keys.SIG_LEN, what="sig")
     except InvalidEncoding as exc:
         raise InvalidBundle("signature", "the bundle signature is malformed") from exc
-    if not keys.verify_signature(
-        device_public, sig, labelled(L_BUNDLE_SIG, bundle.header(), trusted=True)
-    ):
+    header = canonical_json(bundle.header(), trusted=True)
+    if not keys.verify_signature(device_public, sig, _SIG_PREFIX + header):
         raise InvalidBundle("signature", "the bundle signature does not verify")
-    return checked
+    return checked, header
 
 
 def open_bundle(
@@ -453,7 +464,7 @@ def open_bundle(
     tag_key: bytes,
 ) -> list[OpenedCell]:
     """Verify, then open every cell. `epoch_private` maps epoch number to private key."""
-    checked = _verify(bundle, device_public)
+    checked = _verify(bundle, device_public)[0]
     priv = epoch_private.get(bundle.key_epoch)
     if priv is None:
         raise InvalidBundle("unknown_epoch", f"no key for epoch {bundle.key_epoch}")

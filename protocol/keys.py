@@ -149,7 +149,12 @@ def check_signature_encoding(signature: bytes) -> None:
         raise InvalidEncoding("bad_signature", "the signature's S is not reduced (S >= L)")
 
 
+@functools.lru_cache(maxsize=1024)
 def verify_key(public: bytes) -> Ed25519PublicKey:
+    # Cached per key: a server verifies every bundle and request of a device with the
+    # same key, and the key's checks and decoding are a fiftieth of a verify. Only a
+    # key that passed is kept (a refusal raises, and lru_cache keeps no exception);
+    # the signature's own checks (R, S) are made for every signature.
     check_public_key(public)
     return Ed25519PublicKey.from_public_bytes(public)
 

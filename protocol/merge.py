@@ -149,36 +149,42 @@ def fold(view: View, cells: Iterable[CellMeta], max_heads: int | None = MAX_HEAD
     named: dict[CellKey, list[Namer]] = {}
     stored_heads: set[str] = set()
     delta = Delta()
+    # The common cell (a new value, naming nothing, named by nothing, in a register
+    # with no heads yet) takes a few dictionary probes: this runs for every cell pushed.
+    view_known, view_named, view_heads = view.known, view.named, view.heads
+    accepted = delta.accepted
     for c in cells:
-        key = (c.record_id, c.field_tag)
-        ckey = (c.record_id, c.field_tag, c.cell_id)
-        prev = known.get(ckey) or view.known.get(ckey)
+        rid, tag, cid = c.record_id, c.field_tag, c.cell_id
+        key = (rid, tag)
+        ckey = (rid, tag, cid)
+        prev = known.get(ckey) or view_known.get(ckey)
         if prev is not None:
             if prev != c:
                 raise MergeConflictError(
-                    "cell_id_reused", f"cell {c.cell_id} was announced with two different contents"
+                    "cell_id_reused", f"cell {cid} was announced with two different contents"
                 )
             continue
         reg = heads.get(key)
         if reg is None:
-            current = view.heads.get(key, ())
-            reg = heads[key] = {h.cell_id: h for h in current}
+            current = view_heads.get(key)
+            reg = heads[key] = {h.cell_id: h for h in current} if current else {}
             stored_heads.update(reg)
         known[ckey] = c
-        delta.accepted.append(c)
-        namer = Namer(c.device_id, c.keyholder)
-        for name in c.supersedes:
-            target = (c.record_id, c.field_tag, name)
-            named.setdefault(target, list(view.named.get(target, ()))).append(namer)
-            delta.namings.append((target, namer))
-            head = reg.get(name)
-            if head is not None and takes_effect(namer, head.device_id):
-                del reg[name]
+        accepted.append(c)
+        if c.supersedes:
+            namer = Namer(c.device_id, c.keyholder)
+            for name in c.supersedes:
+                target = (rid, tag, name)
+                named.setdefault(target, list(view_named.get(target, ()))).append(namer)
+                delta.namings.append((target, namer))
+                head = reg.get(name)
+                if head is not None and takes_effect(namer, head.device_id):
+                    del reg[name]
         namers = named.get(ckey)
         if namers is None:
-            namers = view.named.get(ckey, [])
-        if not any(takes_effect(n, c.device_id) for n in namers):
-            reg[c.cell_id] = c
+            namers = view_named.get(ckey)
+        if not namers or not any(takes_effect(n, c.device_id) for n in namers):
+            reg[cid] = c
             if max_heads is not None and len(reg) > max_heads:
                 raise MergeConflictError(
                     "too_many_heads",
@@ -186,10 +192,10 @@ def fold(view: View, cells: Iterable[CellMeta], max_heads: int | None = MAX_HEAD
                     " must resolve it first",
                 )
     for key, reg in heads.items():
-        before = view.heads.get(key, [])
+        before = view_heads.get(key, [])
         if {h.cell_id for h in before} == reg.keys():
             continue
-        ordered = winner_first(reg.values())
+        ordered = winner_first(reg.values()) if len(reg) > 1 else tuple(reg.values())
         delta.heads[key] = ordered
         view.heads[key] = list(ordered)
         for old in before:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import hlc
-from protocol.crypto import bundle_hash, verify_bundle
+from protocol.crypto import verify_bundle
 from protocol.errors import InvalidBundle, MergeConflictError
 from protocol.keylog import Device, KeyLogState
 from protocol.merge import CellMeta, RegisterKey, fold
@@ -55,8 +55,9 @@ class Outcome:
 
 def check_alone(
     b: Bundle, workspace: str, signer: Device, state: KeyLogState, now_ms: int, max_skew_ms: int
-) -> Rejection | None:
-    """The checks that need only the bundle, the key log and the clock."""
+) -> Rejection | str:
+    """The checks that need only the bundle, the key log and the clock: a refusal, or
+    the bundle's hash (which its successor names as `prev`)."""
     if b.workspace != workspace:
         return Rejection("wrong_workspace", "the bundle belongs to another workspace")
     if b.device_id != signer.device_id:
@@ -67,10 +68,9 @@ def check_alone(
         i = next(i for i, c in enumerate(b.cells) if hlc.too_far_ahead(c.hlc, now_ms, max_skew_ms))
         return Rejection("hlc_ahead", f"cell {i}: its clock is ahead of the server's")
     try:
-        verify_bundle(b, signer.sign_pub)
+        return verify_bundle(b, signer.sign_pub)
     except InvalidBundle as exc:
         return Rejection("invalid_bundle", f"{exc.code}: {exc.reason}")
-    return None
 
 
 def _metas(b: Bundle, keyholder: bool) -> list[CellMeta]:
@@ -100,10 +100,12 @@ def push(
     results: list[tuple[str, int] | Rejection | None] = []
     candidates: list[tuple[int, Bundle, str]] = []
     for i, b in enumerate(bundles):
-        rej = check_alone(b, state.workspace, signer, state, now_ms, max_skew_ms)
-        results.append(rej)
-        if rej is None:
-            candidates.append((i, b, bundle_hash(b)))
+        judged = check_alone(b, state.workspace, signer, state, now_ms, max_skew_ms)
+        if isinstance(judged, Rejection):
+            results.append(judged)
+        else:
+            results.append(None)
+            candidates.append((i, b, judged))
     if candidates:
         with write(conn):
             if in_transaction is not None:
@@ -187,7 +189,7 @@ def _judge_and_write(
         if rej is not None:
             results[i] = rej
             continue
-        touched.update(m.key for m in delta.accepted)
+        touched.update([(m.record_id, m.field_tag) for m in delta.accepted])
         namings.extend((target, n.device_id) for target, n in delta.namings)
         row = stored.Stored(change, b.bundle_id, b.device_id, b.seq, b.prev, h, b.sig)
         by_id[b.bundle_id] = by_seq[(b.device_id, b.seq)] = row
@@ -197,10 +199,16 @@ def _judge_and_write(
         change += 1
     if not accepted:
         return
-    final = {key: {c.cell_id for c in view.heads.get(key, ())} for key in touched}
-    heads = {cid for cids in final.values() for cid in cids}
+    # One set of the final heads' ids serves every register: a cell id belongs to one
+    # register only (its record id and field tag are hashed into it).
+    final = view.heads
+    heads = {c.cell_id for key in touched for c in final.get(key, ())}
     unheaded = [
-        (key, cid) for key in touched for cid in stored_heads.get(key, ()) if cid not in final[key]
+        (key, cid)
+        for key, cids in stored_heads.items()
+        if key in touched
+        for cid in cids
+        if cid not in heads
     ]
     stored.insert(conn, accepted, heads, unheaded, namings)
     stored.add_usage(conn, signer.device_id, added)

@@ -15,7 +15,7 @@ from protocol.encoding import b64d
 from protocol.merge import CellMeta, merge
 from protocol.model import Bundle, Cell
 from server import ingest
-from server.store import Paths, connect
+from server.store import CHECKPOINT_PAGES, Paths, connect
 from server.store import bundles as stored
 
 
@@ -206,7 +206,7 @@ def test_cell_id_reused(kit: Kit, vol: Member, monkeypatch: Any) -> None:
     assert results(kit.push(vol, [b1])) == [("accepted", 1)]
     # A cell id cannot carry two contents past verify_bundle (it hashes the content),
     # so switch verification off to reach the merge's own guard.
-    monkeypatch.setattr(ingest, "verify_bundle", lambda b, pub: None)
+    monkeypatch.setattr(ingest, "verify_bundle", lambda b, pub: crypto.bundle_hash(b))
     b2 = kit.seal(vol, {"n": 2})
     same_meta = with_(b2, cells=b1.cells)
     other_meta = with_(b2, cells=(dataclasses.replace(b1.cells[0], hlc=b1.cells[0].hlc + 1),))
@@ -325,3 +325,19 @@ def test_replayed_push_and_a_nonce_race_store_nothing(
     resp = kit.transport.send("POST", path, raced, other)
     assert (resp.status, resp.code) == (401, "replayed_nonce")
     assert db_state(app.config["DATA_DIR"]) == before
+
+
+def test_pushes_leave_checkpoints_to_every_16_mib_of_wal(kit: Kit, vol: Member, app: Any) -> None:
+    """A push writes its pages to the WAL once and fsyncs once; the copy into the
+    database (two more fsyncs, inside the push that crosses the mark, under the
+    write lock) waits for CHECKPOINT_PAGES of WAL, not SQLite's default 1,000."""
+    db = Paths(Path(app.config["DATA_DIR"])).workspace_db(kit.workspace)
+    wal = Path(f"{db}-wal")
+    before = db.stat().st_size
+    for _ in range(4):
+        bundles = [kit.seal(vol, {"place": "Orvel Gate " * 300}) for _ in range(250)]
+        assert {s for s, _ in results(kit.push(vol, bundles))} == {"accepted"}
+    page = 4096 + 24  # a WAL frame: its header and one page
+    assert wal.stat().st_size > 1000 * page  # past the default mark: it would have copied
+    assert db.stat().st_size == before  # nothing copied into the database yet
+    assert CHECKPOINT_PAGES * page > wal.stat().st_size
