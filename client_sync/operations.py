@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import crypto
+from protocol import tags
 from schemas.records import DISTINCT_FIELD, DISTINCT_TYPE
 
 from . import delivery, outbox
@@ -158,7 +158,7 @@ def not_duplicates(s: Session, a: str, b: str) -> None:
     record whose id is derived from the pair, so the hint is not shown again."""
     outbox.check_record_id(a)
     outbox.check_record_id(b)
-    record_id = crypto.distinct_pair_record(s.prof.tag_key, a, b)
+    record_id = tags.distinct_pair_record(s.prof.tag_key, a, b)
     pair = " ".join(sorted((a, b)))
     replica = s.reading_replica("judge duplicates")
     writes = outbox.plan(s.prof, record_id, DISTINCT_TYPE, {DISTINCT_FIELD: pair}, replica)

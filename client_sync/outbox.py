@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import crypto, hlc
+from protocol import crypto, hlc, tags
 from protocol.encoding import b64d, b64e
 from protocol.errors import InvalidEncoding
 from protocol.model import Bundle, CellInput
@@ -99,7 +99,7 @@ def supersedes(
     prof: Profile, record_id: str, record_type: str, field: str, replica: Replica | None
 ) -> tuple[str, ...]:
     if replica is not None:
-        tag = crypto.field_tag(prof.tag_key, record_id, record_type, field)
+        tag = tags.field_tag(prof.tag_key, record_id, record_type, field)
         heads = tuple(h.cell_id for h in replica.heads(record_id, tag))
         if len(heads) > MAX_SUPERSEDES:
             raise CliError(f"{record_type}.{field} has more than {MAX_SUPERSEDES} open values")
@@ -231,7 +231,7 @@ def resolve(
     record_type = replica.record_type(record_id)
     if record_type is None:
         raise CliError(f"no record {record_id} in this replica: run `fieldsync sync` first")
-    tag = crypto.field_tag(prof.tag_key, record_id, record_type, field)
+    tag = tags.field_tag(prof.tag_key, record_id, record_type, field)
     heads = replica.heads(record_id, tag)
     if len(heads) < 2:
         raise CliError(f"{record_type}.{field} of {record_id} has no open conflict")
@@ -256,7 +256,7 @@ def name_device(prof: Profile, name: str, replica: Replica | None) -> str:
         clean = load_device_name(name)
     except RecordError as exc:
         raise InvalidValues(exc) from None
-    record_id = crypto.device_name_record(prof.tag_key, prof.device_id)
+    record_id = tags.device_name_record(prof.tag_key, prof.device_id)
     writes = plan(prof, record_id, DEVICE_TYPE, {DEVICE_NAME_FIELD: clean}, replica)
     seal(prof, record_id, DEVICE_TYPE, writes, replica, action="name")
     prof.state["device_name"] = clean

@@ -79,12 +79,12 @@ def post_releases(prof: Profile, client: Client, now: int | None = None) -> list
 def descriptors_in(prof: Profile, replica: Replica, record_id: str, field_name: str) -> list[Any]:
     """The open values of one attachment field in a keyholder's replica (a descriptor
     object, or None where it was removed), winner first."""
-    from protocol import crypto
+    from protocol import tags
 
     rtype = replica.record_type(record_id)
     if rtype is None:
         return []
-    tag = crypto.field_tag(prof.tag_key, record_id, rtype, field_name)
+    tag = tags.field_tag(prof.tag_key, record_id, rtype, field_name)
     return [h.value for h in replica.heads(record_id, tag)]
 
 

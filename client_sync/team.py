@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import crypto
+from protocol import tags
 from schemas.records import DEVICE_NAME_FIELD, DEVICE_TYPE
 
 from . import keyring
@@ -33,8 +33,8 @@ def device_names(s: Session) -> dict[str, str]:
     log = s.prof.log()
     tag_key = s.prof.tag_key
     for device_id in log.devices:
-        record_id = crypto.device_name_record(tag_key, device_id)
-        tag = crypto.field_tag(tag_key, record_id, DEVICE_TYPE, DEVICE_NAME_FIELD)
+        record_id = tags.device_name_record(tag_key, device_id)
+        tag = tags.field_tag(tag_key, record_id, DEVICE_TYPE, DEVICE_NAME_FIELD)
         for head in replica.heads(record_id, tag):
             author = log.devices.get(head.device_id)
             trusted = head.device_id == device_id or (author is not None and author.is_keyholder)

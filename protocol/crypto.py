@@ -1,4 +1,5 @@
-"""The crypto recipe: field tags, sealing and opening bundles, sealing epoch keys.
+"""The crypto recipe: sealing and opening bundles, sealing epoch keys (field tags and
+derived record ids: `tags.py`).
 
 Pure: no I/O, no clock. Randomness (data keys, ids) is passed in by the caller; the
 one exception is HPKE's encapsulation, which `cryptography` draws internally, so
@@ -15,7 +16,6 @@ import functools
 import hashlib
 import hmac
 import json
-import re
 import struct
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from . import keys
+from . import keys, tags
 from .descriptor import FILE_FIELD_RE
 from .encoding import _TO_URL, b64d, b64e, canonical_json, labelled, labelled_hash
 from .errors import InvalidBundle, InvalidEncoding
@@ -34,91 +34,21 @@ from .model import Bundle, Cell, CellInput, OpenedCell
 from .padding import MIN_PADDED, pad, padme, unpad
 
 DATA_KEY_LEN = 32
-TAG_KEY_LEN = 32
-FIELD_TAG_LEN = 16
 MAX_CT = 64 * 1024  # a cell's ciphertext and tag (PROTOCOL.md, Size bounds)
 MAX_PADDED = MAX_CT - 16
 
-L_FIELD_TAG = "fieldsync/v1/field-tag"
 L_CELL_AD = "fieldsync/v1/cell-ad"
 L_CELL_ID = "fieldsync/v1/cell-id"
 L_KEY_COMMIT = "fieldsync/v1/key-commit"
 L_DATA_KEY = "fieldsync/v1/data-key"
 L_BUNDLE_SIG = "fieldsync/v1/bundle-sig"
 L_BUNDLE_HASH = "fieldsync/v1/bundle-hash"
-L_DEVICE_NAME = "fieldsync/v1/device-name"
-L_DISTINCT_PAIR = "fieldsync/v1/distinct-pair"
 L_EPOCH_KEY = "fieldsync/v1/epoch-key"
 
 Random = Callable[[int], bytes]
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 
-
-def field_tag(tag_key: bytes, record_id: str, record_type: str, field: str) -> str:
-    """HMAC-SHA-256 over the record id, type and field name, truncated to 16 bytes.
-
-    The record id is inside the MAC (DESIGN.md had only `type.field`) so that two
-    records share no tag: a server cannot cluster records by type from their tags.
-    Type and field names match `NAME_RE`, so the zero separators are unambiguous.
-    """
-    rid = b64d(record_id, length=16, what="record_id")
-    return b64e(_Tagger(tag_key).tag(rid, _tag_names(record_type, field)))
-
-
-_FIELD_TAG_PREFIX = L_FIELD_TAG.encode("ascii") + b"\x00"
 _CELL_AD_PREFIX = L_CELL_AD.encode("ascii") + b"\x00"
 _CELL_ID_PREFIX = L_CELL_ID.encode("ascii") + b"\x00"
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
-
-
-class _Tagger:
-    """HMAC-SHA-256 (RFC 2104) under one tag key, its padded-key states computed once.
-
-    The same construction as the standard library's `hmac` module; done by hand
-    because a fresh HMAC per cell costs three times the two hash copies this does.
-    """
-
-    __slots__ = ("inner", "outer")
-
-    def __init__(self, tag_key: bytes) -> None:
-        key = hashlib.sha256(tag_key).digest() if len(tag_key) > 64 else tag_key
-        key = key.ljust(64, b"\x00")
-        self.inner = hashlib.sha256(key.translate(_IPAD))
-        self.inner.update(_FIELD_TAG_PREFIX)
-        self.outer = hashlib.sha256(key.translate(_OPAD))
-
-    def tag(self, record_id: bytes, names: bytes) -> bytes:
-        inner = self.inner.copy()
-        inner.update(record_id + names)
-        outer = self.outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:FIELD_TAG_LEN]
-
-
-def derived_record_id(tag_key: bytes, label: str, *ids: str) -> str:
-    """A record id every member derives from other ids (16 bytes each), which the
-    server, holding no tag key, cannot tell from a random one:
-    `HMAC-SHA-256(tag_key, label || 0x00 || id_1 || … || id_n)[:16]`."""
-    mac = hmac.new(tag_key, label.encode("ascii") + b"\x00", hashlib.sha256)
-    for ident in ids:
-        mac.update(b64d(ident, length=16, what="id"))
-    return b64e(mac.digest()[:16])
-
-
-def device_name_record(tag_key: bytes, device_id: str) -> str:
-    """The record under which a device's name is sealed (type `_device`, field `name`)."""
-    return derived_record_id(tag_key, L_DEVICE_NAME, device_id)
-
-
-def distinct_pair_record(tag_key: bytes, a: str, b: str) -> str:
-    """The record that says two records are not duplicates (type `_distinct`)."""
-    first, second = sorted((a, b))
-    return derived_record_id(tag_key, L_DISTINCT_PAIR, first, second)
-
-
-def _tag_names(record_type: str, field: str) -> bytes:
-    return record_type.encode("ascii") + b"\x00" + field.encode("ascii")
 
 
 def bundle_ad_prefix(workspace: str, bundle_id: str, device_id: str, epoch: int) -> bytes:
@@ -220,11 +150,11 @@ def _names(record_type: str, field: str) -> tuple[bytes, bytes]:
 
     Cached: a device seals the same few dozen (type, field) pairs over and over.
     """
-    if not NAME_RE.match(record_type) or not NAME_RE.match(field):
+    if not tags.NAME_RE.match(record_type) or not tags.NAME_RE.match(field):
         raise InvalidEncoding("bad_name", f"{record_type!r}.{field!r} is not a valid name")
     # JCS orders the keys field < type < value; NAME_RE names need no escaping.
     opening = b'{"field":"%s","type":"%s","value":' % (field.encode(), record_type.encode())
-    return opening, _tag_names(record_type, field)
+    return opening, tags.tag_names(record_type, field)
 
 
 _JSON_STR = json.encoder.encode_basestring  # what canonical_json uses for str (C speed)
@@ -316,7 +246,7 @@ def _seal_bundle_from_parts(
     device_id = keys.device_id_for(keys.public_bytes(device_key))
     prefix = bundle_ad_prefix(workspace, bundle_id, device_id, epoch)
     encrypt = ChaCha20Poly1305(data_key).encrypt
-    tagger = _Tagger(tag_key)
+    tagger = tags.Tagger(tag_key)
     pack_ad = _AD_CELL.pack
     sha256 = hashlib.sha256
     record_ids: dict[str, bytes] = {}
@@ -474,7 +404,7 @@ def open_bundle(
     if not hmac.compare_digest(key_commitment(data_key), bundle.key_commit):
         raise InvalidBundle("key_commit", "the sealed data key is not the one the device signed")
     decrypt = ChaCha20Poly1305(data_key).decrypt
-    tagger = _Tagger(tag_key)
+    tagger = tags.Tagger(tag_key)
     out: list[OpenedCell] = []
     for index, (cell, (rid, tag, ad, ct)) in enumerate(zip(bundle.cells, checked, strict=True)):
         try:
@@ -483,7 +413,7 @@ def open_bundle(
         except (InvalidTag, InvalidEncoding) as exc:
             raise InvalidBundle("cell_decrypt", f"cell {index} does not decrypt") from exc
         rtype, fname = value["type"], value["field"]
-        if not hmac.compare_digest(tagger.tag(rid, _tag_names(rtype, fname)), tag):
+        if not hmac.compare_digest(tagger.tag(rid, tags.tag_names(rtype, fname)), tag):
             raise InvalidBundle("field_tag", f"cell {index}: its tag does not match its field")
         out.append(
             OpenedCell(

@@ -24,7 +24,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from protocol.crypto import NAME_RE
+from protocol.tags import NAME_RE
 
 DELETED_FIELD = "_deleted"  # reserved: a tombstone cell; see docs/PROTOCOL.md "Deletion"
 MAX_TEXT = 4000
@@ -339,7 +339,7 @@ BAD_DEVICE_NAME = N_("A device name is 1 to 64 characters, on one line.")
 
 
 # Two records a coordinator judged not to be duplicates: record id derived from the
-# pair (protocol.crypto.distinct_pair_record), one field holding both ids.
+# pair (protocol.tags.distinct_pair_record), one field holding both ids.
 DISTINCT_TYPE = "_distinct"
 DISTINCT_FIELD = "pair"
 

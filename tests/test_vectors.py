@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from protocol import crypto, keylog, keys, padding, roster
+from protocol import crypto, keylog, keys, padding, roster, tags
 from protocol.encoding import b64d, b64e, canonical_json, check_b64, labelled
 from protocol.errors import InvalidBundle, ProtocolError
 from protocol.httpsig import AuthError, sign_request, verify_request
@@ -126,7 +126,7 @@ def test_key_derivations() -> None:
 @named(FIELD_TAG["vectors"], "field")
 def test_field_tag(v: dict[str, Any]) -> None:
     tag_key = bytes.fromhex(FIELD_TAG["tag_key_hex"])
-    assert crypto.field_tag(tag_key, v["record_id"], v["record_type"], v["field"]) == v["field_tag"]
+    assert tags.field_tag(tag_key, v["record_id"], v["record_type"], v["field"]) == v["field_tag"]
 
 
 @named(CELL["ad"], "index")

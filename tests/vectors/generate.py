@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/: xwing_parts
 import http_message_signatures as hms  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from protocol import crypto, hlc, keylog, keys, padding, roster  # noqa: E402
+from protocol import crypto, hlc, keylog, keys, padding, roster, tags  # noqa: E402
 from protocol.encoding import b64d, b64e, canonical_json, labelled  # noqa: E402
 from protocol.errors import InvalidBundle, ProtocolError  # noqa: E402
 from protocol.httpsig import (  # noqa: E402
@@ -372,7 +372,7 @@ def field_tag_vectors() -> dict[str, Any]:
         (r2, "relative", "full_name"),
     ]:
         mac_input = (
-            crypto.L_FIELD_TAG.encode()
+            tags.L_FIELD_TAG.encode()
             + b"\x00"
             + b64d(rid)
             + rtype.encode()
@@ -385,7 +385,7 @@ def field_tag_vectors() -> dict[str, Any]:
                 "record_type": rtype,
                 "field": field,
                 "mac_input_hex": mac_input.hex(),
-                "field_tag": crypto.field_tag(TAG_KEY, rid, rtype, field),
+                "field_tag": tags.field_tag(TAG_KEY, rid, rtype, field),
             }
         )
     return {
@@ -402,7 +402,7 @@ def cell_vectors() -> dict[str, Any]:
     dev = device_id(sign_key("volunteer"))
     bundle_id = b64e(seed("bundle-1", 16))
     rid = b64e(seed("record-1", 16))
-    tag = crypto.field_tag(TAG_KEY, rid, "picket", "attendance")
+    tag = tags.field_tag(TAG_KEY, rid, "picket", "attendance")
     sup = [b64e(seed("superseded-1")), b64e(seed("superseded-2"))]
     ads = []
     for index, hlc_value, supersedes, ct in [
