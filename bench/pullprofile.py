@@ -22,6 +22,7 @@ import json
 import os
 import pickle
 import pstats
+import resource
 import sys
 import time
 from collections import Counter
@@ -93,6 +94,7 @@ def pull(
     counts: bool,
     pragmas: list[str],
     no_gc: bool,
+    window: tuple[int, int] = (0, 10**9),
 ) -> None:
     with open(root / "pages.pkl", "rb") as fh:
         pages: list[list[Any]] = pickle.load(fh)
@@ -104,6 +106,8 @@ def pull(
         taken.append(page)
         n += len(page)
     prof = Profile.open(root / "admin", coordinator.PASS)
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    load_cpu = used.ru_utime + used.ru_stime
     log, epoch_keys, tag_key = prof.log(), prof.epoch_keys(), prof.tag_key
     path = root / "bench-replica.db"
     for leftover in root.glob("bench-replica.db*"):
@@ -114,6 +118,7 @@ def pull(
     counter = Counting(replica.db) if counts else None
     cpu = 0.0
     per_page: list[tuple[float, int]] = []
+    cpu_page: list[float] = []
     commits: list[float] = []
     profiler = cProfile.Profile() if profile_to else None
     started = time.perf_counter()
@@ -133,16 +138,18 @@ def pull(
             t0, c0 = time.perf_counter(), time.thread_time()
             if no_gc:
                 gc.disable()
-            if profiler:
+            profiling = profiler is not None and window[0] <= i < window[1]
+            if profiling:
                 profiler.enable()
             replica.ingest(
                 page, log, epoch_keys, tag_key, opened=opening, cursor=cursor, commit=commit
             )
-            if profiler:
+            if profiling:
                 profiler.disable()
             if no_gc:
                 gc.enable()
-            cpu += time.thread_time() - c0
+            cpu_page.append(time.thread_time() - c0)
+            cpu += cpu_page[-1]
             per_page.append((time.perf_counter() - t0, (counter.tick if counter else 0) - tick))
             if commit:
                 commits.append(per_page[-1][0])
@@ -151,6 +158,16 @@ def pull(
             if nxt is not None:
                 opening = nxt
     wall = time.perf_counter() - started
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    own_cpu = me.ru_utime + me.ru_stime - load_cpu
+    print(
+        f"CPU: this process {own_cpu:.1f} s ({1e6 * own_cpu / n:.0f} us/record, of which"
+        f" ingest's thread {1e6 * cpu / n:.0f}), the pool's workers"
+        f" {kids.ru_utime + kids.ru_stime:.1f} s"
+    )
     size = path.stat().st_size / 2**20
     replica.close()
     print(f"{n} records in {len(taken)} pages: {wall:.1f} s, {n / wall:.0f} records/s")
@@ -164,8 +181,10 @@ def pull(
         part = per_page[i : i + step]
         ms = 1000 * sum(t for t, _ in part) / len(part)
         vm = sum(s for _, s in part) / len(part)
+        used = 1000 * sum(cpu_page[i : i + step]) / len(part)
         print(
-            f"  pages {i:4d}-{i + len(part) - 1:4d}: ingest {ms:6.0f} ms/page, {vm:9.0f} VM steps"
+            f"  pages {i:4d}-{i + len(part) - 1:4d}: ingest {ms:6.0f} ms/page, CPU {used:4.0f} ms,"
+            f" {vm:9.0f} VM steps"
         )
     if counter:
         print("statements that stepped most (VM steps, executions):")
@@ -192,9 +211,12 @@ def end_to_end(root: Path) -> None:
             leftover.unlink()
         env = {**os.environ, "FIELDSYNC_HOME": str(root / "admin"),
                "FIELDSYNC_PASSPHRASE": coordinator.PASS}  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         ran = kit.fieldsync("sync", env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         print(ran.out.decode()[-300:])
-        print(json.dumps({"first_sync_s": ran.wall, "peak_mib": ran.peak_mib}))
+        print(json.dumps({"first_sync_s": ran.wall, "peak_mib": ran.peak_mib, "cpu_s": used}))
     finally:
         server.stop()
 
@@ -213,6 +235,7 @@ def main() -> None:
     p.add_argument("--counts", action="store_true")
     p.add_argument("--pragma", action="append", default=[])
     p.add_argument("--no-gc", action="store_true")
+    p.add_argument("--pages", help="profile pages FIRST:END only", default="0:1000000000")
     e = sub.add_parser("e2e")
     e.add_argument("root", type=Path)
     args = ap.parse_args()
