@@ -269,7 +269,14 @@ class Replica:
         from . import derived  # the record schemas: not for a command that only reads counts
 
         merge.write()
-        changed = {k: merge.final_heads(k) for k in merge.changed}
+        # Only a register with two heads now or at load has a conflict row to set or clear
+        # (most of a first pull's registers have one head, before and after).
+        heads = merge.view.heads
+        changed = {
+            k: heads.get(k, [])
+            for k in merge.changed
+            if len(heads.get(k, ())) > 1 or len(merge.stored.get(k, ())) > 1
+        }
         derived.update_conflicts(self.db, changed, merge.stored)
         # A register changes only by a cell accepted into it: its record is numbered.
         derived.refresh(
