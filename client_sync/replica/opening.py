@@ -176,13 +176,11 @@ class Pending:
     """Bundles being opened; `results()` waits for them, in the order given, and
     `hashes()` gives their hashes (worked out beside the opening, off the writer)."""
 
-    def __init__(
-        self, bundles: Sequence[Bundle], job: Any = None, done: Any = None, hashes: Any = None
-    ) -> None:
+    def __init__(self, bundles: Sequence[Bundle], job: Any = None, done: Any = None) -> None:
         self.bundles = list(bundles)
         self._job = job
         self._done = done
-        self._hashes = hashes
+        self._hashes: list[str] | None = None
 
     def _wait(self) -> None:
         if self._done is None:

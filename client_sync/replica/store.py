@@ -113,7 +113,7 @@ def sqlcipher() -> Any:
     from sqlcipher3 import dbapi2
 
     # Binding a None, the module looks for an adapter and, finding none, raises and
-    # clears an AttributeError: ~1 µs a NULL, 4 % of a first pull's writing (a cell's
+    # clears an AttributeError: ~1 µs a NULL, 4 % of a first pull's merging (a cell's
     # `problem`, a record's blocking keys). With one registered it is a dict lookup.
     dbapi2.register_adapter(type(None), _null)
     return dbapi2
