@@ -15,6 +15,7 @@ itself, committed with the data it stands for, so it never runs ahead of it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,13 +170,28 @@ def _pull(prof: Profile, client: Client, replica: Replica, out: PullResult) -> P
     cursor = replica.cursor
     stalls = 0
     committed = time.monotonic()
-    with Progress("pulling") as bar, replica.opener(log, epoch_keys, tag_key) as opener:
+    with (
+        Progress("pulling") as bar,
+        replica.opener(log, epoch_keys, tag_key) as opener,
+        ThreadPoolExecutor(1, "fieldsync-feed") as feed,
+    ):
+        # The page after next is fetched (HTTP and parsing) on a thread while this one is
+        # merged, so the server's time to serve it is not the merge's idle time; the
+        # feed's check reads and writes the replica, so it runs here, in order.
+        ahead: tuple[int, Future[Page]] | None = None
 
         def fetch(since: int) -> Page:
-            page = _fetch(client, since)
+            nonlocal ahead
+            if ahead is not None and ahead[0] == since:
+                page = ahead[1].result()
+            else:
+                page = _fetch(client, since)
+            ahead = None
             notice = watch.check_feed(replica, page[3], page[4], since)
             if notice is not None:
                 raise _Rewind(notice)
+            if page[2] is False and page[0]:
+                ahead = (max(since, page[1]), feed.submit(_fetch, client, max(since, page[1])))
             return page
 
         def start(page: Page) -> Pending:
@@ -225,6 +241,8 @@ def _pull(prof: Profile, client: Client, replica: Replica, out: PullResult) -> P
             page = following
             if following is not None:
                 opening = next_opening
+        if ahead is not None:  # a page fetched ahead that the loop did not take (stalls)
+            ahead[1].cancel()
     # The chains are checked after the bundles still missing are fetched (watch.after_pull);
     # devices with new bundles stay marked in the replica until then.
     return out

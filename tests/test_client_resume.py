@@ -58,3 +58,37 @@ def test_push_cut_off_then_resumed(server: ServerProcess, tmp_path: Path) -> Non
         assert status(admin)["problems"] == []
     finally:
         proxy.stop()
+
+
+def test_a_pull_of_many_pages_asks_for_each_once_in_order(
+    proxied: tuple[Any, LyingProxy],
+) -> None:
+    """The next page is fetched while this one is merged: every page is still asked for
+    once, in order, each from where the page before ended, and everything arrives."""
+    team, proxy = proxied
+    admin = team.found()
+    vol = team.enroll(admin, "vol")
+    ids = [vol.run("add", "picket", *PICKET, "--set", f"attendance={n}").last for n in range(7)]
+    vol.run("sync")
+    served: list[int] = []
+
+    def two_a_page(status_code: int, body: Any) -> tuple[int, Any]:
+        if len(body["bundles"]) > 2:
+            body["bundles"] = body["bundles"][:2]
+            body["next"], body["done"] = body["bundles"][-1]["change"], False
+        served.append(body["next"])
+        return status_code, body
+
+    proxy.lie("GET", r"/changes$", two_a_page)
+    assert "pulled 7 new bundle(s), 21 cell(s)" in admin.run("sync").out
+    asked = [
+        int(path.split("since=")[1].split("&")[0])
+        for method, path in proxy.seen
+        if method == "GET" and "/changes?" in path
+    ]
+    assert len(served) == 4 and served == sorted(served)
+    assert asked == [0, *served[:-1]]
+    got = records(admin)
+    assert [(r["id"], r["fields"]) for r in got] == [
+        (rid, {**PICKET_REQUIRED, "attendance": n}) for n, rid in enumerate(ids)
+    ]

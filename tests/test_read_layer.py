@@ -239,3 +239,34 @@ def test_the_quick_verdict_is_the_schemas() -> None:
                 assert problem(rtype, name, value) == _judged(rtype, name, value), (
                     rtype, name, value,
                 )  # fmt: skip
+
+
+def _lcs_table(a: str, b: str) -> int:
+    """The longest common subsequence by the textbook table: the reference."""
+    row = [0] * (len(b) + 1)
+    for ch in a:
+        diagonal = 0
+        for j, other in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if ch == other else max(row[j], row[j - 1])
+    return row[-1]
+
+
+_NAME_TEXT = st.text(alphabet="adeklnuyз-. 艾\U0001f600", max_size=24)
+
+
+@given(_NAME_TEXT, _NAME_TEXT)
+@settings(deadline=None, max_examples=300)
+def test_likely_duplicate_names_are_judged_by_their_longest_common_subsequence(
+    a: str, b: str
+) -> None:
+    total = len(a) + len(b)
+    assert derived.Name(a).lcs(b) == _lcs_table(a, b)
+    assert derived.Name(a).similar(b) == (total > 0 and 2 * _lcs_table(a, b) >= 0.8 * total)
+
+
+def test_names_at_the_likely_duplicates_boundary() -> None:
+    # 2 * 12 / 30 = 0.8 exactly: a likely duplicate; one character less in common: not.
+    name = derived.Name("abcdefghijklmno")
+    assert [name.lcs("abcdefghijklxyz"), name.lcs("abcdefghijkwxyz")] == [12, 11]
+    assert [name.similar("abcdefghijklxyz"), name.similar("abcdefghijkwxyz")] == [True, False]
+    assert derived.Name("daulet fakeuly").lcs("daulet fake-uly") == 14

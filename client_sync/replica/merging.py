@@ -215,9 +215,6 @@ class PageMerge:
             [(t, hlc, rids[r], hlc) for r, (t, hlc) in firsts.items() if r not in self.fresh],
         )
 
-    def final_heads(self, key: RegisterKey) -> list[CellMeta]:
-        return self.view.heads.get(key, [])
-
     def fresh_heads(self) -> dict[int, tuple[str, str, list[tuple[Any, ...]]]]:
         """For each record this page created: (record id, type, its heads as the replica
         stores them: field tag, type, field, value, hlc, winner, problem). Every cell of

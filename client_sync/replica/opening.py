@@ -10,7 +10,8 @@ replica, in the order the server gave.
 
 What a worker returns for a cell is an `Opened`: the cell's clear fields, its
 decrypted type, field and value (as JSON text) and the value's sort key, so the
-writer does no decoding of its own.
+writer does no decoding of its own; and for each bundle the hash of its header (what
+its device's next bundle names as `prev`), which the writer keeps for the chain.
 """
 
 from __future__ import annotations
@@ -124,6 +125,14 @@ def open_one(bundle: Bundle, keys: Keys) -> Result:
     ]
 
 
+def hash_or_blank(bundle: Bundle) -> str:
+    """The bundle's hash (`crypto.bundle_hash`); "" when its header is malformed."""
+    try:
+        return crypto.bundle_hash(bundle)
+    except (TypeError, ValueError):
+        return ""
+
+
 # --- the pool -------------------------------------------------------------------------
 
 _KEYS: Keys | None = None  # a worker's keys, set when it starts
@@ -134,9 +143,13 @@ def _start_worker(keys: Keys) -> None:
     _KEYS = keys
 
 
-def _open_chunk(packed: list[tuple[Any, ...]]) -> list[Result]:
+def _open_chunk(packed: list[tuple[Any, ...]]) -> list[tuple[Result, str]]:
     assert _KEYS is not None
-    return [open_one(_unpack(p), _KEYS) for p in packed]
+    out = []
+    for p in packed:
+        bundle = _unpack(p)
+        out.append((open_one(bundle, _KEYS), hash_or_blank(bundle)))
+    return out
 
 
 def _pack(b: Bundle) -> tuple[Any, ...]:
@@ -160,17 +173,30 @@ def cores() -> int:
 
 
 class Pending:
-    """Bundles being opened; `results()` waits for them, in the order given."""
+    """Bundles being opened; `results()` waits for them, in the order given, and
+    `hashes()` gives their hashes (worked out beside the opening, off the writer)."""
 
     def __init__(self, bundles: Sequence[Bundle], job: Any = None, done: Any = None) -> None:
         self.bundles = list(bundles)
         self._job = job
         self._done = done
+        self._hashes: list[str] | None = None
+
+    def _wait(self) -> None:
+        if self._done is None:
+            pairs = [r for chunk in self._job.get() for r in chunk]
+            self._done = [r for r, _ in pairs]
+            self._hashes = [h for _, h in pairs]
 
     def results(self) -> list[Result]:
-        if self._done is None:
-            self._done = [r for chunk in self._job.get() for r in chunk]
+        self._wait()
         return list(self._done)
+
+    def hashes(self) -> list[str]:
+        self._wait()
+        if self._hashes is None:
+            self._hashes = [hash_or_blank(b) for b in self.bundles]
+        return list(self._hashes)
 
 
 class Opener:
