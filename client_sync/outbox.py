@@ -14,6 +14,7 @@ of the register in its replica, which closes the conflict.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass
@@ -75,6 +76,24 @@ def validate(record_type: str, values: dict[str, Any], *, whole: bool = False) -
         return load_fields(record_type, values, whole=whole)
     except RecordError as exc:
         raise InvalidValues(exc) from None
+
+
+def check_field_names(values: dict[str, Any]) -> None:
+    """`InvalidValues` for a field no record type has (a record's type is known only
+    from the profile or the replica: this much can be said before either is opened)."""
+    from schemas.records import RECORD_TYPES, UNKNOWN_FIELD, field_names
+
+    known = {name for rtype in RECORD_TYPES for name in field_names(rtype)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        guesses = [g for n in unknown for g in difflib.get_close_matches(n, sorted(known), n=1)]
+        hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+        raise InvalidValues(
+            RecordError(
+                f"no record type has the field {', '.join(map(repr, unknown))}{hint}",
+                {name: [UNKNOWN_FIELD] for name in unknown},
+            )
+        )
 
 
 def record_type_of(

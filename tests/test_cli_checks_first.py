@@ -152,3 +152,21 @@ def test_resolve_keeps_a_value_numbered_from_zero(files: Path) -> None:
         "error: Invalid value for '--keep': -1 is not in the range x>=0."
         " (see `fieldsync resolve --help`)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["approve", "bad"], 2, "not a device id: 'bad' (22 characters, as `fieldsync devices`"
+         " prints them)"),
+        (["revoke", "x" * 23], 2, f"not a device id: '{'x' * 23}' (22 characters, as"
+         " `fieldsync devices` prints them)"),
+        (["name", "  "], 1, "device name: A device name is 1 to 64 characters, on one line."),
+        (["edit", RECORD, "--set", "atendance=4"], 1,
+         "no record type has the field 'atendance' (did you mean attendance?)"),
+    ],
+)  # fmt: skip
+def test_a_device_id_a_name_or_a_field_no_type_has_is_refused_before_the_passphrase(
+    files: Path, args: list[str], code: int, message: str
+) -> None:
+    _refused(files, code, message, *args)

@@ -127,6 +127,8 @@ def edit(record_id: str, record_type: str | None, pairs: tuple[str, ...]) -> Non
         raise UsageError("nothing to change: give at least one --set FIELD=VALUE")
     if record_type is not None:
         outbox.validate(record_type, values)
+    else:
+        outbox.check_field_names(values)  # the type is known only once unlocked
     with unlocked() as s:
         rtype = operations.edit(s, record_id, record_type, values)
     emit(f"sealed an edit of {rtype} {record_id}")
@@ -204,8 +206,14 @@ def name_command(device_name: str) -> None:
 
     Example: fieldsync name "Asel's phone"
     """
-    from .. import operations
+    from schemas.records import RecordError, load_device_name
 
+    from .. import operations, outbox
+
+    try:
+        load_device_name(device_name)  # before the passphrase is asked for
+    except RecordError as exc:
+        raise outbox.InvalidValues(exc) from None
     with unlocked() as s:
         clean = operations.name_device(s, device_name)
     emit(f"this device is now named {clean!r}; `fieldsync sync` sends it")

@@ -20,6 +20,22 @@ import click
 ID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 
 
+def check_device_id(text: str) -> str:
+    """A device id's shape, checked before the passphrase is asked for."""
+    from protocol.encoding import b64d
+    from protocol.errors import InvalidEncoding
+
+    from ..errors import UsageError
+
+    try:
+        b64d(text, length=16, what="device id")
+    except InvalidEncoding:
+        raise UsageError(
+            f"not a device id: {text!r} (22 characters, as `fieldsync devices` prints them)"
+        ) from None
+    return text
+
+
 def _option_arity(command: click.Command, ctx: click.Context) -> dict[str, bool]:
     """Every option name of `command` -> whether it takes a value."""
     names: dict[str, bool] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
+from .ids import check_device_id
 from .kit import cli, emit, format_option, unlocked, warn
 
 REKEY_PAGE = 200  # client_sync.rekey.PAGE, named here so `--help` loads no core
@@ -55,6 +56,7 @@ def approve(device_id: str) -> None:
     """
     from .. import keyring, team  # noqa: F401 -- when the command runs
 
+    check_device_id(device_id)
     with unlocked() as s:
         team.approve(s, device_id)
     emit(f"approved {device_id}: it can now pull and decrypt after `fieldsync sync`")
@@ -70,6 +72,7 @@ def revoke(device_id: str, rekey: bool) -> None:
     """
     from .. import keyring, team  # noqa: F401 -- when the command runs
 
+    check_device_id(device_id)
     with unlocked() as s:
         rotated = team.revoke(s, device_id)
         emit(f"revoked {device_id}")
