@@ -53,6 +53,11 @@ def _wait(bench: Bench, location: str) -> str:
     raise AssertionError("the job did not end")
 
 
+CAPTION_REFUSED = (
+    "A caption is 1 to 1,000 characters of text, without tabs or other control characters."
+)
+
+
 def test_attach_fetch_verify_and_download_in_the_workbench(
     server: ServerProcess,  # noqa: F811
     tmp_path: Path,
@@ -112,7 +117,7 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
         # attached (a browser cannot keep them in a form shown again). Before, the
         # picket was sealed and the page asked to fix and send again: a second picket.
         for form, beside in [
-            ({"place": "Tabbed Gate", "caption": "Gate\t2"}, "--caption must be 1 to 1000"),
+            ({"place": "Tabbed Gate", "caption": "Gate\t2"}, CAPTION_REFUSED),
             ({"place": "Tabbed Gate", "date": "2026-02-30"}, None),
         ]:
             refused = bench.post(
@@ -125,10 +130,24 @@ def test_attach_fetch_verify_and_download_in_the_workbench(
             assert "These files were not attached: choose them again" in html
             assert '<bdi translate="no" dir="auto">fine.pdf</bdi>' in html
             if beside:
-                assert f'<bdi translate="no" dir="auto">{beside}' in html
+                assert f'<p class="error" role="alert">{beside}</p>' in html
                 kept = 'name="caption" type="text" dir="auto" maxlength="1000" value="Gate\t2"'
                 assert kept in html
         assert admin.run("records", "--search", "Tabbed", "--format", "json").out == "[]\n"
+        # The same on the record's page: the page again, its attach form open, the
+        # caption beside its message in the page's words; nothing sealed.
+        waiting = admin.run("outbox", "--format", "json").out
+        refused = _post_files(
+            bench,
+            f"/records/{record_id}/attach",
+            {"files": [(io.BytesIO(b"x"), "fine.pdf")], "caption": "Gate\t2"},
+        )
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 422
+        assert f'<p class="error" role="alert">{CAPTION_REFUSED}</p>' in html
+        assert 'value="Gate\t2"' in html and '<details class="card" open>' in html
+        assert "These files were not attached: choose them again" in html
+        assert admin.run("outbox", "--format", "json").out == waiting
         monkeypatch.undo()
         admin.run("sync")  # the captures go out, the chunks are uploaded
         job = bench.post(f"/records/{record_id}/fetch")

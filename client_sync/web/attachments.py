@@ -22,11 +22,17 @@ from werkzeug.wrappers import Response
 from schemas.records import N_
 
 from .. import operations
+from ..attachments import check_caption
+from ..errors import CliError
 from .app import device, jobs, reading, session
 
 bp = Blueprint("attachments", __name__)
 
 MAX_UPLOAD = 256 * 1024 * 1024  # a page's files at once; larger: `fieldsync attach`
+# The core's refusal names the command line's option; a page says it in its own words.
+BAD_CAPTION = N_(
+    "A caption is 1 to 1,000 characters of text, without tabs or other control characters."
+)
 UPLOAD_ENDPOINTS = ("attachments.attach", "capture.capture")
 
 
@@ -57,10 +63,29 @@ def uploaded() -> list[tuple[str, Any]]:
     ]
 
 
+def caption_refused(caption: str | None) -> bool:
+    """Would sealing refuse this caption? Asked before anything is sealed."""
+    try:
+        check_caption(caption)
+    except CliError:
+        return True
+    return False
+
+
 @bp.post("/records/<record_id>/attach")
-def attach(record_id: str) -> Response:
+def attach(record_id: str) -> Response | tuple[str, int]:
+    from .review import record_page
+
     files = uploaded()
     caption = request.form.get("caption", "").strip() or None
+    if files and caption_refused(caption):
+        shown = record_page(
+            record_id,
+            errors={"caption": [BAD_CAPTION]},
+            caption=request.form.get("caption", ""),
+            files_dropped=[name for name, _stream in files],
+        )
+        return shown, 422
     if files:
         with session() as s:
             operations.attach(s, record_id, files, None, caption)

@@ -22,10 +22,9 @@ from werkzeug.wrappers import Response
 from schemas.records import RECORD_TYPES, TYPE_LABELS, FieldSpec, specs
 
 from .. import operations, outbox, view
-from ..attachments import check_caption
 from ..errors import CliError
 from .app import page, reading, session
-from .attachments import uploaded
+from .attachments import BAD_CAPTION, caption_refused, uploaded
 from .i18n import gettext as _
 
 bp = Blueprint("capture", __name__)
@@ -95,7 +94,7 @@ def _form(
         # Field messages are catalogue ids; the core's refusals (a bad record id) are
         # shown as they are, marked as such in the page.
         errors={
-            name: msgs if name in ("", "record_id", "caption") else [_(m) for m in msgs]
+            name: msgs if name in ("", "record_id") else [_(m) for m in msgs]
             for name, msgs in errors.items()
         },
         pickets=pickets,
@@ -128,10 +127,8 @@ def capture(record_type: str) -> Response | tuple[str, int]:
     if files:
         # Before the record is sealed: a caption refused after it would leave the record
         # saved under a page that says to fix and send again (a second record).
-        try:
-            check_caption(caption)
-        except CliError as exc:
-            return _form(record_type, typed, {"caption": [exc.message]}, target, files), 422
+        if caption_refused(caption):
+            return _form(record_type, typed, {"caption": [BAD_CAPTION]}, target, files), 422
     try:
         with session() as s:
             if target is None:

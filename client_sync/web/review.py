@@ -62,11 +62,18 @@ def records() -> str:
 
 @bp.get("/records/<record_id>")
 def record(record_id: str) -> str:
+    return record_page(record_id)
+
+
+def record_page(record_id: str, **form: Any) -> str:
+    """The record's page; `form`: what its attach form shows again (errors, caption)."""
     with reading() as s:
         rec = data.record(s, _keyholder_replica(s), record_id)
     if rec is None:
         abort(404, _("No such record in this replica: sync first."))
-    return page("record.html", rec=rec, type_label=TYPE_LABELS.get(rec["type"], rec["type"]))
+    return page(
+        "record.html", rec=rec, type_label=TYPE_LABELS.get(rec["type"], rec["type"]), **form
+    )
 
 
 @bp.post("/records/<record_id>/resolve")
