@@ -4,9 +4,11 @@ It starts a real server (`fieldsync-server run` on a free loopback port, with a
 temporary data directory), founds a workspace, enrolls two volunteers and a
 second coordinator, and records a day: a picket, three detentions (one fined),
 two relatives. The volunteers disagree on the attendance; one adds a release
-time later. A coordinator syncs, reads the merged records and the conflict,
-resolves it and exports CSV. Last, every plaintext value is searched for in the
-server's data directory, byte for byte: none is there.
+time later, and attaches a photo of the police van (EXIF and GPS kept: it is
+evidence). A coordinator syncs, reads the merged records and the conflict,
+resolves it, exports CSV, and fetches the photo, verified against the SHA-256 taken
+at capture. Last, every plaintext value, the photo's metadata included, is searched
+for in the server's data directory, byte for byte: none is there.
 
 Every name and place is invented. The server and client helpers here are also
 used by the end-to-end tests (tests/test_client_*.py).
@@ -29,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+from .demo_photo import EXIF_STRINGS, photo_with_gps
 
 BIN = Path(sys.executable).parent
 
@@ -351,6 +355,7 @@ def grep_dir(directory: Path, markers: list[str]) -> dict[str, list[str]]:
 
 
 DEMO_DIR = Path("fieldsync-demo")  # kept after the run, so the day can be opened again
+CAPTION = "The police van at the consulate gate"
 
 
 def main() -> int:
@@ -364,6 +369,12 @@ def main() -> int:
     with running_server(root / "server-data") as server:
         out.write(f"server running at {server.url}\n")
         day = play_day(server, root, out)
+        # Asel photographed the police van: the photo is sealed whole, its GPS kept (it
+        # is evidence), and sent after the records; Dana fetches and verifies it.
+        photo = root / "police-van.jpg"
+        photo.write_bytes(photo_with_gps())
+        day.volunteer_a.run("attach", day.ids["picket"], str(photo), "--caption", CAPTION)
+        day.volunteer_a.run("sync")
         coord = day.admin
         coord.run("sync")
         coord.run("records")
@@ -375,10 +386,11 @@ def main() -> int:
         csv_path = root / "detentions.csv"
         coord.run("export", "--format", "csv", "--type", "detention", "--out", str(csv_path))
         out.write(f"\n--- {csv_path.name} ---\n{csv_path.read_text(encoding='utf-8-sig')}")
+        coord.run("open", day.ids["picket"], "--out", str(root / "evidence"))
         coord.run("devices")
         coord.run("safety-number")
         day.volunteer_a.run("safety-number")
-        markers = plaintext_markers()
+        markers = [*plaintext_markers(), CAPTION, *(t.decode() for t in EXIF_STRINGS)]
         found = grep_dir(server.data_dir, markers)
     out.write(
         f"\nsearched every byte of the server's data directory for {len(markers)}"

@@ -21,8 +21,8 @@ from clientkit import (
     status,
 )
 from lying_proxy import LyingProxy
-from photokit import EXIF_STRINGS, photo_with_gps
 
+from client_sync.demo_photo import EXIF_STRINGS, photo_with_gps
 from protocol import attachment
 
 MB = 1_000_000

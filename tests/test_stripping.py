@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from photokit import EXIF_STRINGS, photo_with_gps
 from PIL import Image
 
+from client_sync.demo_photo import EXIF_STRINGS, photo_with_gps
 from client_sync.stripping import NotStrippable, has_metadata, strip
 
 

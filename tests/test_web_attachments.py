@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from clientkit import PICKET, new_team, server  # noqa: F401  (a fixture)
-from photokit import photo_with_gps
 from test_web_catalogue import Pseudo, _too_large, escapes
 from webkit import BASE, Bench
 
 from client_sync.demo import ServerProcess
+from client_sync.demo_photo import photo_with_gps
 from client_sync.web import i18n
 
 

@@ -1,13 +1,11 @@
-"""Test photos made with Pillow: a JPEG as a phone takes it, EXIF and GPS included.
+"""A photo as a phone takes it, EXIF and GPS included, for `make demo` and the tests.
 
-Not a test module. The place and the phone are invented.
+The place and the phone are invented. Pillow is imported when a photo is made.
 """
 
 from __future__ import annotations
 
 import io
-
-from PIL import Image
 
 MAKE = "InventedPhone"
 MODEL = "Zhel 7"
@@ -20,6 +18,8 @@ EXIF_STRINGS = [MAKE.encode(), MODEL.encode(), COMMENT, b"2026:12:04 18:30:05"]
 
 def photo_with_gps(size: tuple[int, int] = (96, 64), orientation: int = 1, seed: int = 0) -> bytes:
     """A JPEG with EXIF (make, model, time, orientation), a GPS position and a comment."""
+    from PIL import Image
+
     img = Image.new("RGB", size)
     img.putdata(
         [
