@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import os
-import secrets
 import stat
 import time
 import unicodedata
@@ -40,6 +39,7 @@ from . import outbox
 from .errors import CliError, UsageError
 from .profile import Profile
 from .replica import Replica
+from .vault import fsync_dir, write_atomic
 
 CHUNK_DIR = "chunks"
 
@@ -101,26 +101,8 @@ def _write_chunk(folder: Path, chunk_id: str, data: bytes) -> Path:
     """A sealed chunk, written whole or not at all (the directory is fsynced once, by
     the caller, before the capture that names it is saved)."""
     path = folder / chunk_id
-    tmp = folder / f".{chunk_id}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, sync_dir=False)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # A file to attach: a path on this machine, or a name and an open binary stream (the
@@ -230,7 +212,7 @@ def attach(
     written: list[Path] = []
     try:
         sealed = [seal_file(folder, src, caption, written) for src in sources]
-        _fsync_dir(folder)
+        fsync_dir(folder)
         writes = [outbox.Write(attachment.file_field(d.id), d.to_value(), ()) for d, _ in sealed]
         bundle = outbox.seal(prof, record_id, record_type, writes, replica, action="attach")
     except BaseException:

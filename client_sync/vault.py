@@ -62,11 +62,12 @@ def derive_key(passphrase: str, salt: bytes, cost: tuple[int, int, int]) -> byte
     ).derive(passphrase.encode("utf-8"))
 
 
-def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+def write_atomic(path: Path, data: bytes | Iterable[bytes], *, sync_dir: bool = True) -> None:
     """Replace `path` with `data` (bytes, or pieces streamed one by one) so that a crash
-    leaves either the old or the new file."""
+    leaves either the old or the new file. `sync_dir=False`: the caller fsyncs the
+    directory once, after many files (a file's chunks)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             for piece in [data] if isinstance(data, bytes) else data:
@@ -77,11 +78,17 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a directory's entries (files renamed or removed in it) durable."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 class Vault:

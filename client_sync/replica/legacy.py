@@ -21,7 +21,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..vault import open_blob
+from ..vault import fsync_dir, open_blob
 from . import chains
 from .core import Replica
 from .opening import Opened
@@ -34,7 +34,7 @@ def migrate(legacy: Path, target: Path, key: bytes, workspace: str, keyholders: 
     """Build `target` from the sealed replica `legacy`, then delete `legacy`."""
     if target.exists():
         legacy.unlink()  # the migration finished; only the deletion was cut off
-        _sync_dir(target.parent)
+        fsync_dir(target.parent)
         return
     old = sqlite3.connect(":memory:")
     old.deserialize(open_blob(key, workspace.encode("ascii"), legacy.read_bytes(), "replica"))
@@ -48,9 +48,9 @@ def migrate(legacy: Path, target: Path, key: bytes, workspace: str, keyholders: 
         new.close()
         old.close()
     os.replace(building, target)
-    _sync_dir(target.parent)
+    fsync_dir(target.parent)
     legacy.unlink()
-    _sync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _copy(old: sqlite3.Connection, new: Replica, keyholders: set[str]) -> None:
@@ -94,11 +94,3 @@ def _copy(old: sqlite3.Connection, new: Replica, keyholders: set[str]) -> None:
     except BaseException:
         new.close()
         raise
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,7 @@ from typing import Any
 
 from .bundles import add_usage
 from .db import write
-from .paths import Paths
+from .paths import Paths, fsync
 from .schema import CHUNKS_DDL
 
 DISK_BLOCK = 4096
@@ -59,14 +59,6 @@ def ensure(conn: sqlite3.Connection) -> None:
 # --- files --------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dirs(path: Path) -> None:
     """Create `path` and the directories above it that are missing, each made durable
     (its parent fsynced) before a file inside it is counted on."""
@@ -77,7 +69,7 @@ def _make_dirs(path: Path) -> None:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o700)
-        _fsync_dir(folder.parent)
+        fsync(folder.parent)
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -95,7 +87,7 @@ def write_file(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync(path.parent)
 
 
 def read_file(path: Path) -> bytes | None:

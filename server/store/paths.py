@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +89,13 @@ class Paths:
 
     def nonce_databases(self) -> list[Path]:
         return sorted(self.nonces.glob("*.sqlite")) if self.nonces.is_dir() else []
+
+
+def fsync(path: os.PathLike[str]) -> None:
+    """Make what was written at `path` durable: a file's bytes, or a directory's entries
+    (files renamed or removed in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .delivery import set_incarnation
-from .paths import Paths, valid_workspace_id
+from .paths import Paths, fsync, valid_workspace_id
 from .schema import DELIVERY_DDL
 
 RUN_LOCK = "server.lock"
@@ -115,14 +115,6 @@ def _renew(path: Path) -> str:
         conn.close()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def restore(backup: Path, data_dir: Path) -> list[Restored]:
     """Put every database of `backup` into `data_dir`; databases the backup lacks stay."""
     paths = Paths(data_dir)
@@ -140,7 +132,7 @@ def restore(backup: Path, data_dir: Path) -> list[Restored]:
                 staged.append((tmp, target, None))
                 _check(tmp, src.name, workspace)
                 incarnation = _renew(tmp) if workspace else None
-                _fsync(tmp)
+                fsync(tmp)
                 staged[-1] = (tmp, target, incarnation)
         except BaseException:
             for tmp, _, _ in staged:
@@ -151,7 +143,7 @@ def restore(backup: Path, data_dir: Path) -> list[Restored]:
             for suffix in ("-wal", "-shm", "-journal"):
                 Path(f"{target}{suffix}").unlink(missing_ok=True)
             os.replace(tmp, target)
-            _fsync(target.parent)
+            fsync(target.parent)
             chunks = None
             if incarnation is not None:
                 chunks = restore_chunks(Paths(backup), paths, target.stem)

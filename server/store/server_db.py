@@ -13,7 +13,7 @@ from typing import Any
 from .db import connect, write
 from .delivery import set_incarnation
 from .keylog import insert_event
-from .paths import Paths
+from .paths import Paths, fsync
 from .schema import create_server_tables, create_workspace_tables
 
 
@@ -99,7 +99,7 @@ def create_workspace(
                 raise WorkspaceExists() from exc
             finally:
                 tmp.unlink()
-            _fsync_dir(paths.workspaces)
+            fsync(paths.workspaces)
             try:
                 conn.execute("UPDATE codes SET used = ? WHERE code_hash = ?", (now, _hash(code)))
             except BaseException:
@@ -128,11 +128,3 @@ def _build(
             set_incarnation(db)
     finally:
         db.close()
-
-
-def _fsync_dir(path: os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
