@@ -48,14 +48,20 @@ class Write:
     supersedes: tuple[str, ...]
 
 
-def check_record_id(text: str) -> str:
+def check_id(
+    text: str, what: str = "record id", shown_by: str = "printed by `fieldsync add`"
+) -> str:
+    """A 16-byte id's shape (22 characters of base64url), checked before anything is
+    unlocked; `UsageError` naming what it should have been and where one is shown."""
     try:
-        b64d(text, length=16, what="record id")
+        b64d(text, length=16, what=what)
     except InvalidEncoding:
-        raise UsageError(
-            f"not a record id: {text!r} (22 characters, as printed by `fieldsync add`)"
-        ) from None
+        raise UsageError(f"not a {what}: {text!r} (22 characters, as {shown_by})") from None
     return text
+
+
+def check_record_id(text: str) -> str:
+    return check_id(text)
 
 
 class InvalidValues(CliError):

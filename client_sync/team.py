@@ -44,18 +44,23 @@ def device_names(s: Session) -> dict[str, str]:
     return names
 
 
+def refresh(s: Session) -> str | None:
+    """Fetch and verify the key log; when the server cannot be reached, a warning (the
+    last verified log stands) instead of an error."""
+    try:
+        keyring.refresh_log(s.prof, s.client())
+        s.prof.save()
+    except CliError as exc:
+        if exc.exit_code != 4:
+            raise
+        return f"offline ({exc.message}); showing the key log as of the last sync"
+    return None
+
+
 def devices(s: Session, *, online: bool = True) -> tuple[list[dict[str, Any]], str | None]:
     """Every device of the verified key log with its name, role and status, oldest first;
     and a warning when the server could not be reached (the last verified log is shown)."""
-    warning = None
-    if online:
-        try:
-            keyring.refresh_log(s.prof, s.client())
-            s.prof.save()
-        except CliError as exc:
-            if exc.exit_code != 4:
-                raise
-            warning = f"offline ({exc.message}); showing the key log as of the last sync"
+    warning = refresh(s) if online else None
     log = s.prof.log()
     names = device_names(s)
     devs = sorted(log.devices.values(), key=lambda d: d.since)

@@ -22,18 +22,9 @@ ID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22}\Z")
 
 def check_device_id(text: str) -> str:
     """A device id's shape, checked before the passphrase is asked for."""
-    from protocol.encoding import b64d
-    from protocol.errors import InvalidEncoding
+    from ..outbox import check_id
 
-    from ..errors import UsageError
-
-    try:
-        b64d(text, length=16, what="device id")
-    except InvalidEncoding:
-        raise UsageError(
-            f"not a device id: {text!r} (22 characters, as `fieldsync devices` prints them)"
-        ) from None
-    return text
+    return check_id(text, "device id", "`fieldsync devices` prints them")
 
 
 def _option_arity(command: click.Command, ctx: click.Context) -> dict[str, bool]:

@@ -13,9 +13,8 @@ from werkzeug.wrappers import Response
 
 from schemas.records import N_
 
-from .. import enrol, keyring, operations, rekey, team
+from .. import enrol, operations, rekey, team
 from ..device import Session
-from ..errors import CliError
 from .app import device, jobs, page, reading, session
 
 bp = Blueprint("roster", __name__)
@@ -149,10 +148,5 @@ def name() -> Response:
 @bp.post("/devices/refresh")
 def refresh() -> Response:
     with session() as s:
-        try:
-            keyring.refresh_log(s.prof, s.client())
-            s.prof.save()
-        except CliError as exc:
-            if exc.exit_code != 4:
-                raise
+        team.refresh(s)  # offline: the devices page says so itself
     return redirect(url_for("roster.devices"))
