@@ -98,12 +98,9 @@ class Worker(ThreadWorker):
         self.heading.append(conn)
 
     def _on_head(self, conn: Any, _fileobj: Any) -> None:
-        try:
-            data = conn.sock.raw.recv(65536)
-        except BlockingIOError:
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._stop_heading(conn)
             self._close_now(conn)
@@ -173,12 +170,9 @@ class Worker(ThreadWorker):
         self.lingering.append(conn)
 
     def _on_linger(self, conn: Any, _fileobj: Any) -> None:
-        try:
-            data = conn.sock.raw.recv(65536)
-        except BlockingIOError:
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.fs_drained += len(data)
         if not data or conn.fs_drained >= LINGER_BYTES:
             self._stop_lingering(conn)
@@ -206,3 +200,14 @@ class Worker(ThreadWorker):
                 conn = queue[0]
                 stop(conn)
                 self._close_now(conn)
+
+
+def _receive(conn: Any) -> bytes | None:
+    """What the socket holds now: None when nothing yet, b"" when closed or broken."""
+    try:
+        data: bytes = conn.sock.raw.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+    return data
